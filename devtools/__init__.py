@@ -1,0 +1,1 @@
+"""Developer and test tooling: nothing in the deployed functions imports this package."""
