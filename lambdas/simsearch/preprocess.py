@@ -1,0 +1,271 @@
+"""Bytes in, model tensor out: the one preprocessing used by ingestion, queries, local mode and evaluation.
+
+Two steps, kept apart so a caller can keep the facts about the image (size, format) for metadata:
+
+- ``decode_image`` turns untrusted bytes into an upright RGB ``PIL.Image`` or raises a typed error.
+  Limits are checked before any pixel is decoded: the byte size first, then the size the header
+  declares, so a decompression bomb costs a header parse, not gigabytes.
+- ``to_tensor`` reproduces torchvision's ``Resize(resize)``, ``CenterCrop(input_size)``, ``ToTensor()``
+  and ``Normalize(mean, std)`` on PIL images bit for bit (checked against torchvision's own output in
+  ``tests/unit/test_preprocess.py``), with every number read from the model manifest.
+
+What users get (each case is a test in ``tests/unit/test_bad_images.py``):
+
+- accepted: ``ACCEPTED_FORMATS``, any size from 1x1 (upsampled like torchvision would) up to the limits;
+  animations give their first frame; EXIF orientation is applied; transparency is composited on white;
+  16-bit and float images are rescaled, not clipped. Embedded ICC profiles are ignored, as in torchvision
+  training pipelines, so pixels mean what the model learned them to mean.
+- ``ImageTooLargeError``: too many bytes, or a header declaring too many pixels (decompression bombs:
+  they are refused for their size, which is what they are, not reported as corrupt).
+- ``UnsupportedImageError`` (a kind of ``InvalidImageError``): a real image we do not decode, named in
+  the message (HEIC, SVG, JPEG XL, ICO, ...), so a user knows converting it will help.
+- ``InvalidImageError``: empty, truncated or corrupt data, or bytes that are no image at all.
+
+Pillow releases the GIL while it decodes and resizes, so callers may run these functions in threads.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image, ImageOps
+
+from simsearch.errors import ConfigError, ImageTooLargeError, InvalidImageError, UnsupportedImageError
+from simsearch.manifest import ModelManifest
+
+Tensor = npt.NDArray[np.float32]
+"""A CHW image tensor, or an NCHW batch of them, normalised for the model."""
+
+ACCEPTED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "GIF", "WEBP", "AVIF", "BMP", "TIFF")
+"""Pillow format names we decode (JPEG includes MPO, the multi-picture JPEG some cameras write).
+
+A short list on purpose: every other Pillow plugin (EPS runs Ghostscript, PSD, ICO, ...) is parser
+surface that users do not need.
+"""
+
+_WHITE = (255, 255, 255)
+
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error)
+"""What Pillow raises on corrupt or truncated data (``UnidentifiedImageError`` is an ``OSError``)."""
+
+_HEIF_BRANDS = frozenset(
+    {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1"}
+)
+"""ISO-BMFF major brands of HEIF files; AVIF files also use ``mif1`` but Pillow opens those first."""
+
+_JPEG_XL_SIGNATURES = (b"\xff\x0a", b"\x00\x00\x00\x0cJXL \r\n\x87\n")
+"""A bare JPEG XL codestream, and the ISO-BMFF container Pillow has no plugin for."""
+
+_HIGH_DEPTH_FULL_SCALE: dict[str, float] = {
+    "I;16": 65535.0,
+    "I;16L": 65535.0,
+    "I;16B": 65535.0,
+    "I;16N": 65535.0,
+    "I": 65535.0,  # 32-bit integer TIFFs nearly always hold 16-bit samples; wider values are clipped
+    "F": 1.0,  # floating-point images conventionally hold 0..1
+}
+"""The sample value that maps to 255 for modes Pillow would otherwise clip at 255.
+
+Pillow's own ``convert("L")`` clips a 16-bit value of 65535 to 255 and 300 to 255 alike, which turns
+most 16-bit photos white; a linear rescale keeps the picture.
+"""
+
+_MAX_EXACT_ASPECT = 16
+"""Beyond this aspect ratio only the cropped window is resized (see ``_resize_and_center_crop``)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageLimits:
+    """The largest input ``decode_image`` accepts (``Settings.max_image_bytes`` and ``max_image_pixels``)."""
+
+    max_bytes: int
+    max_pixels: int
+
+    def __post_init__(self) -> None:
+        pillow_limit = Image.MAX_IMAGE_PIXELS or 0
+        if self.max_bytes < 1 or not 1 <= self.max_pixels <= pillow_limit:
+            # Above Pillow's own limit, Pillow would warn or refuse before our check could run.
+            raise ConfigError(
+                f"image limits max_bytes={self.max_bytes}, max_pixels={self.max_pixels}: both must be ≥ 1 "
+                f"and max_pixels ≤ {pillow_limit} (PIL.Image.MAX_IMAGE_PIXELS)"
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
+class DecodedImage:
+    """An upright RGB image and the facts worth keeping as metadata.
+
+    ``width``/``height`` are the displayed size, after EXIF orientation; ``format`` is Pillow's name
+    of the encoding (``"JPEG"``, ``"PNG"``, ``"MPO"``, ...).
+    """
+
+    rgb: Image.Image
+    width: int
+    height: int
+    format: str
+
+
+def decode_image(data: bytes, *, limits: ImageLimits) -> DecodedImage:
+    """Decode untrusted bytes into an upright RGB image; animations give their first frame.
+
+    Any size works down to 1x1: the resize upsamples small images, as torchvision would.
+
+    Raises:
+        ImageTooLargeError: more than ``limits.max_bytes`` bytes, or a header declaring more than
+            ``limits.max_pixels`` pixels (decompression bombs included).
+        UnsupportedImageError: a real image in a format we do not decode (HEIC, SVG, PSD, ...).
+        InvalidImageError: empty, truncated or corrupt data, or bytes that are not an image at all.
+    """
+    _check_byte_size(data, limits)
+    image = _open(data, limits)  # not closed: the returned image may be this very object, and it owns no file
+    _check_pixel_count(image, limits)
+    rgb = _decode_upright_rgb(image, data)
+    return DecodedImage(rgb=rgb, width=rgb.width, height=rgb.height, format=str(image.format))
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to RGB: transparency is composited on white, high bit depths rescaled."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in _HIGH_DEPTH_FULL_SCALE:
+        return _rescale_to_8bit(image).convert("RGB")
+    if _has_transparency(image):
+        rgba = image.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, (*_WHITE, 255)), rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def to_tensor(image: Image.Image, manifest: ModelManifest) -> Tensor:
+    """The CHW float32 tensor torchvision's eval transform would give for this image.
+
+    Resize the shorter side to ``manifest.resize`` (bilinear, antialiased), centre-crop
+    ``manifest.input_size``, scale to [0, 1], then ``(x - mean) / std`` per channel, all in float32
+    and in torchvision's order of operations so the result is bit-identical.
+    """
+    if manifest.resize < manifest.input_size:
+        raise ConfigError(
+            f"manifest {manifest.model_id}: resize={manifest.resize} "
+            f"must be ≥ input_size={manifest.input_size}"
+        )
+    cropped = _resize_and_center_crop(to_rgb(image), resize=manifest.resize, crop=manifest.input_size)
+    chw = np.ascontiguousarray(np.asarray(cropped, dtype=np.uint8).transpose(2, 0, 1))
+    mean = np.asarray(manifest.mean, dtype=np.float32).reshape(3, 1, 1)
+    std = np.asarray(manifest.std, dtype=np.float32).reshape(3, 1, 1)
+    scaled: Tensor = chw.astype(np.float32) / np.float32(255)
+    return (scaled - mean) / std
+
+
+def to_batch(images: Sequence[Image.Image], manifest: ModelManifest) -> Tensor:
+    """Stack ``to_tensor`` of each image into one NCHW batch (shape ``(0, 3, S, S)`` when empty)."""
+    size = manifest.input_size
+    if not images:
+        return np.empty((0, 3, size, size), dtype=np.float32)
+    return np.stack([to_tensor(image, manifest) for image in images])
+
+
+def resized_size(width: int, height: int, *, resize: int) -> tuple[int, int]:
+    """torchvision's ``Resize(int)`` size: the short side becomes ``resize``, the long one is truncated."""
+    if width <= height:
+        return resize, int(resize * height / width)
+    return int(resize * width / height), resize
+
+
+def _check_byte_size(data: bytes, limits: ImageLimits) -> None:
+    if not data:
+        raise InvalidImageError("the image is empty (0 bytes)")
+    if len(data) > limits.max_bytes:
+        raise ImageTooLargeError(f"the image is {len(data)} bytes; the limit is {limits.max_bytes} bytes")
+
+
+def _open(data: bytes, limits: ImageLimits) -> Image.Image:
+    """Parse the header only (Pillow decodes lazily), restricted to ``ACCEPTED_FORMATS``."""
+    try:
+        return Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
+    except Image.DecompressionBombError as error:  # Pillow refuses twice its limit before we see the size
+        raise ImageTooLargeError(
+            f"the image is refused as a likely decompression bomb ({error}); "
+            f"at most {limits.max_pixels} pixels are accepted"
+        ) from error
+    except _DECODE_ERRORS as error:
+        raise _refusal(data) from error
+
+
+def _check_pixel_count(image: Image.Image, limits: ImageLimits) -> None:
+    width, height = image.size
+    if width * height > limits.max_pixels:
+        raise ImageTooLargeError(
+            f"the image is {width}x{height} = {width * height} pixels; "
+            f"the limit is {limits.max_pixels} pixels"
+        )
+
+
+def _decode_upright_rgb(image: Image.Image, data: bytes) -> Image.Image:
+    try:
+        image.load()  # the first frame of an animation: Pillow opens on frame 0
+        ImageOps.exif_transpose(image, in_place=True)  # in place: a 12 MP photo is not copied for nothing
+        return to_rgb(image)
+    except _DECODE_ERRORS as error:
+        raise InvalidImageError(
+            f"the {image.format} image ({len(data)} bytes) is truncated or corrupt: {error}"
+        ) from error
+
+
+def _refusal(data: bytes) -> InvalidImageError:
+    """The error for bytes no accepted decoder recognised: name the format when it is a known one."""
+    accepted = ", ".join(ACCEPTED_FORMATS)
+    other = _foreign_format(data)
+    if other is not None:
+        return UnsupportedImageError(f"{other} images are not supported; accepted formats: {accepted}")
+    return InvalidImageError(
+        f"the {len(data)} bytes are not a complete image in an accepted format ({accepted})"
+    )
+
+
+def _foreign_format(data: bytes) -> str | None:
+    """The name of a real image format we do not decode, or None when the bytes are not one we know."""
+    if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
+        return "HEIF/HEIC"
+    if data.startswith(_JPEG_XL_SIGNATURES):
+        return "JPEG XL"
+    head = data[:1024].lstrip().lower()
+    if head.startswith(b"<svg") or (head.startswith(b"<?xml") and b"<svg" in head):
+        return "SVG"
+    try:
+        with Image.open(io.BytesIO(data)) as probe:  # every Pillow plugin, header only, to name the format
+            return str(probe.format)
+    except (*_DECODE_ERRORS, Image.DecompressionBombError):
+        return None
+
+
+def _has_transparency(image: Image.Image) -> bool:
+    return "A" in image.getbands() or "transparency" in image.info
+
+
+def _rescale_to_8bit(image: Image.Image) -> Image.Image:
+    full_scale = _HIGH_DEPTH_FULL_SCALE[image.mode]
+    samples = np.asarray(image, dtype=np.float64) * (255.0 / full_scale)
+    return Image.fromarray(np.clip(np.rint(samples), 0, 255).astype(np.uint8), mode="L")
+
+
+def _resize_and_center_crop(image: Image.Image, *, resize: int, crop: int) -> Image.Image:
+    """torchvision's ``Resize(resize)`` then ``CenterCrop(crop)`` on a PIL image.
+
+    For aspect ratios beyond ``_MAX_EXACT_ASPECT`` (a 1x100000 strip would otherwise be resized to
+    256x25600000), only the source window behind the crop is resized. Pillow then computes its filter
+    positions from the window, which can move a pixel by one uint8 step, so ordinary images keep the
+    torchvision-exact path.
+    """
+    width, height = image.size
+    new_width, new_height = resized_size(width, height, resize=resize)
+    left, top = round((new_width - crop) / 2.0), round((new_height - crop) / 2.0)
+    if max(width, height) <= _MAX_EXACT_ASPECT * min(width, height):
+        resized = image.resize((new_width, new_height), Image.Resampling.BILINEAR)
+        return resized.crop((left, top, left + crop, top + crop))
+    scale_x, scale_y = width / new_width, height / new_height
+    window = (left * scale_x, top * scale_y, (left + crop) * scale_x, (top + crop) * scale_y)
+    return image.resize((crop, crop), Image.Resampling.BILINEAR, box=window)

