@@ -1,0 +1,120 @@
+"""Emit an ONNX graph with ``onnx.helper``, one node at a time, in a reproducible order.
+
+Every node and initialiser is named after the checkpoint parameter it comes from, and the model is
+serialised deterministically, so the same weights always give the same bytes (and the same sha256 in the
+manifest).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = 17
+IR_VERSION = 8  # the IR that introduced opset 17: runtimes old enough to lack newer IRs still load it
+PRODUCER = "simsearch-model"
+
+Activation = Literal["relu", "relu6"]
+
+# Node names of the embedding head, which quantisation leaves in float32.
+HEAD_NODES = ("pool", "features", "l2norm", "l2norm.clamped")
+
+# F.normalize's default: keeps an all-zero embedding at zero instead of dividing by zero.
+_NORM_EPSILON = 1e-12
+
+
+class GraphBuilder:
+    """Collects nodes and initialisers in emission order; ``model()`` wraps them into an opset-17 model."""
+
+    def __init__(self, *, input_name: str, channels: int, size: int) -> None:
+        self.input_name = input_name
+        self._input_shape = ("batch", channels, size, size)
+        self._nodes: list[onnx.NodeProto] = []
+        self._initializers: dict[str, onnx.TensorProto] = {}
+
+    def constant(self, name: str, value: npt.NDArray[Any]) -> str:
+        """Add an initialiser once; asking again for the same name reuses it."""
+        if name not in self._initializers:
+            self._initializers[name] = numpy_helper.from_array(np.ascontiguousarray(value), name=name)
+        return name
+
+    def node(self, op: str, inputs: Sequence[str], *, name: str, **attributes: Any) -> str:
+        """Append one node whose single output is named like the node, and return that name."""
+        self._nodes.append(helper.make_node(op, list(inputs), [name], name=name, **attributes))
+        return name
+
+    def conv(
+        self,
+        x: str,
+        *,
+        name: str,
+        weight: npt.NDArray[np.float32],
+        bias: npt.NDArray[np.float32],
+        stride: int,
+        groups: int,
+    ) -> str:
+        """A square convolution padded by ``(k - 1) // 2`` on every side, as torchvision's layers are."""
+        kernel = weight.shape[-1]
+        pad = (kernel - 1) // 2
+        return self.node(
+            "Conv",
+            [x, self.constant(f"{name}.weight", weight), self.constant(f"{name}.bias", bias)],
+            name=name,
+            kernel_shape=[kernel, kernel],
+            strides=[stride, stride],
+            pads=[pad, pad, pad, pad],
+            group=groups,
+        )
+
+    def activation(self, x: str, kind: Activation, *, name: str) -> str:
+        if kind == "relu":
+            return self.node("Relu", [x], name=name)
+        low = self.constant("relu6.min", np.array(0.0, dtype=np.float32))
+        high = self.constant("relu6.max", np.array(6.0, dtype=np.float32))
+        return self.node("Clip", [x, low, high], name=name)
+
+    def max_pool(self, x: str, *, name: str, kernel: int, stride: int) -> str:
+        pad = (kernel - 1) // 2
+        return self.node(
+            "MaxPool", [x], name=name, kernel_shape=[kernel, kernel], strides=[stride, stride], pads=[pad] * 4
+        )
+
+    def embedding_head(self, x: str, *, output_name: str) -> str:
+        """Global average pooling, flattening, L2 normalisation: the index ranks unit vectors by cosine."""
+        pool, features, norm, clamped = HEAD_NODES
+        pooled = self.node("Flatten", [self.node("GlobalAveragePool", [x], name=pool)], name=features, axis=1)
+        length = self.node("ReduceL2", [pooled], name=norm, axes=[1], keepdims=1)
+        epsilon = self.constant(f"{norm}.epsilon", np.array(_NORM_EPSILON, dtype=np.float32))
+        return self.node("Div", [pooled, self.node("Max", [length, epsilon], name=clamped)], name=output_name)
+
+    def model(
+        self, output: str, *, output_dim: int, graph_name: str, producer_version: str
+    ) -> onnx.ModelProto:
+        """Wrap the nodes into a checked model with a dynamic batch axis."""
+        graph = helper.make_graph(
+            self._nodes,
+            graph_name,
+            [helper.make_tensor_value_info(self.input_name, TensorProto.FLOAT, self._input_shape)],
+            [helper.make_tensor_value_info(output, TensorProto.FLOAT, ("batch", output_dim))],
+            initializer=list(self._initializers.values()),
+        )
+        model = helper.make_model(
+            graph,
+            opset_imports=[helper.make_opsetid("", OPSET)],
+            ir_version=IR_VERSION,
+            producer_name=PRODUCER,
+            producer_version=producer_version,
+        )
+        onnx.checker.check_model(model, full_check=True)
+        return model
+
+
+def to_bytes(model: onnx.ModelProto) -> bytes:
+    """Serialise with deterministic map ordering, so equal models are equal bytes."""
+    serialised: bytes = model.SerializeToString(deterministic=True)
+    return serialised
