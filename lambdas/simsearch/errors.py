@@ -53,6 +53,18 @@ class InvalidRequestError(SimsearchError):
     code = "invalid_request"
 
 
+class UnsupportedMediaTypeError(InvalidRequestError):
+    """A request body of a content type the endpoint does not take; the message lists the accepted ones."""
+
+    code = "unsupported_media_type"
+
+
+class InvalidNotificationError(SimsearchError):
+    """A queue message that is not an S3 event notification we can read; acknowledged, never retried."""
+
+    code = "invalid_notification"
+
+
 class NotFoundError(SimsearchError):
     """The image id, object key or index does not exist."""
 

@@ -1,0 +1,106 @@
+"""The OpenSearch index bodies and the engine's score formulas, in one place.
+
+The CDK index bootstrap, the OpenSearch adapter and the tests all build indexes with ``index_body``, so
+the deployed mapping is the tested mapping. Standard library only (the CDK app imports it at synth time).
+
+Scores (OpenSearch 2.19 k-NN, "Spaces" table; the same for the faiss and lucene engines):
+
+- ``innerproduct``: ``score = 1 + ip`` when ``ip > 0``, else ``1 / (1 - ip)``;
+- ``cosinesimil``: ``score = (1 + cos) / 2``.
+
+Vectors are L2-normalised, so the inner product *is* the cosine similarity; ``similarity_from_score``
+inverts the formula in use so callers always see cosine similarity in [-1, 1] next to the raw score.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from simsearch.errors import ConfigError
+from simsearch.settings import Engine, SpaceType
+
+VECTOR_FIELD = "vector"
+KEYWORD_FIELDS = (
+    "image_id",
+    "bucket",
+    "key",
+    "label",
+    "content_sha256",
+    "model_id",
+    "etag",
+    "content_type",
+    "sequencer",
+)
+INTEGER_FIELDS = ("width", "height", "bytes")
+DATE_FIELDS = ("indexed_at",)
+
+
+def index_body(
+    *,
+    dim: int,
+    engine: Engine,
+    space_type: SpaceType,
+    m: int,
+    ef_construction: int,
+    ef_search: int,
+    fp16: bool = False,
+) -> dict[str, Any]:
+    """The settings and mappings of one versioned vector index.
+
+    ``ef_search`` lands in ``index.knn.algo_param.ef_search`` for faiss; lucene ignores that setting and
+    takes ``ef_search`` only per query (``method_parameters``, OpenSearch ≥ 2.16), which the adapter
+    always sends, so both engines search with the same ``ef``. ``fp16`` adds faiss's 16-bit scalar
+    quantisation encoder (half the memory; lucene has no such encoder). The mapping is strict: a
+    misspelt metadata field fails that document instead of silently growing the mapping.
+    """
+    if fp16 and engine != "faiss":
+        raise ConfigError(f"the fp16 encoder exists for the faiss engine only, not {engine!r}")
+    parameters: dict[str, Any] = {"m": m, "ef_construction": ef_construction}
+    if fp16:
+        parameters["encoder"] = {"name": "sq", "parameters": {"type": "fp16"}}
+    settings: dict[str, Any] = {"knn": True}
+    if engine == "faiss":
+        settings["knn.algo_param.ef_search"] = ef_search
+    properties: dict[str, Any] = {
+        VECTOR_FIELD: {
+            "type": "knn_vector",
+            "dimension": dim,
+            "method": {"name": "hnsw", "engine": engine, "space_type": space_type, "parameters": parameters},
+        },
+        **{name: {"type": "keyword"} for name in KEYWORD_FIELDS},
+        **{name: {"type": "integer"} for name in INTEGER_FIELDS},
+        **{name: {"type": "date"} for name in DATE_FIELDS},
+    }
+    return {"settings": {"index": settings}, "mappings": {"dynamic": "strict", "properties": properties}}
+
+
+def failures_body() -> dict[str, Any]:
+    """The small index of images that could not be indexed, newest first by ``at``."""
+    properties = {
+        "key": {"type": "keyword"},
+        "etag": {"type": "keyword"},
+        "reason_code": {"type": "keyword"},
+        "message": {"type": "text"},
+        "at": {"type": "date"},
+    }
+    return {"mappings": {"dynamic": "strict", "properties": properties}}
+
+
+def similarity_from_score(score: float, *, space_type: SpaceType) -> float:
+    """The cosine similarity behind an OpenSearch k-NN score, clamped to [-1, 1] against rounding."""
+    if space_type == "cosinesimil":
+        similarity = 2.0 * score - 1.0
+    elif score >= 1.0:
+        similarity = score - 1.0
+    else:
+        similarity = 1.0 - 1.0 / score
+    return min(1.0, max(-1.0, similarity))
+
+
+def score_from_similarity(similarity: float, *, space_type: SpaceType) -> float:
+    """The OpenSearch k-NN score of a cosine similarity: the inverse of ``similarity_from_score``."""
+    if space_type == "cosinesimil":
+        return (1.0 + similarity) / 2.0
+    if similarity > 0.0:
+        return 1.0 + similarity
+    return 1.0 / (1.0 - similarity)

@@ -1,0 +1,202 @@
+"""What the system needs from a vector store, whichever store it is.
+
+Two adapters implement these ports: ``opensearch.py`` (the deployed path) and ``embedded.py`` (SQLite +
+faiss, the local default). One contract suite (``tests/integration/test_index_contract.py``) runs
+against both, so the service code above them cannot tell which one it has.
+
+Vectors: the embedder emits L2-normalised float32 vectors. Adapters check dimension and finiteness and
+re-normalise (a no-op for embedder output), because inner product ranks like cosine only on unit
+vectors; a zero vector has no direction and is rejected. Everything is checked before anything is
+written, so a bad document never leaves half a batch behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from simsearch.errors import InvalidRequestError, InvalidVectorError
+
+Vector = npt.NDArray[np.float32]  # shape (dim,), L2-normalised
+
+MAX_K = 10_000  # OpenSearch's k-NN query accepts k in [1, 10000]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageMetadata:
+    """What we know about an indexed image besides its vector; stored beside it and returned with hits.
+
+    ``sequencer`` is the S3 event sequencer of the write that produced this document: ingestion
+    compares it to ignore events that arrive out of order.
+    """
+
+    bucket: str
+    key: str
+    label: str | None = None
+    etag: str | None = None
+    content_sha256: str | None = None
+    content_type: str | None = None
+    model_id: str | None = None
+    width: int | None = None
+    height: int | None = None
+    bytes: int | None = None
+    indexed_at: datetime | None = None
+    sequencer: str | None = None
+
+    def to_source(self) -> dict[str, Any]:
+        """JSON-ready fields, without the unset ones (the OpenSearch mapping is strict)."""
+        source = {name: value for name, value in asdict(self).items() if value is not None}
+        if self.indexed_at is not None:
+            source["indexed_at"] = self.indexed_at.isoformat()
+        return source
+
+    @classmethod
+    def from_source(cls, source: Mapping[str, Any]) -> ImageMetadata:
+        """Read back what ``to_source`` wrote; other keys (the vector, the id) are ignored."""
+        values = {f.name: source[f.name] for f in fields(cls) if source.get(f.name) is not None}
+        if "indexed_at" in values:
+            values["indexed_at"] = datetime.fromisoformat(values["indexed_at"])
+        return cls(**values)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Document:
+    image_id: str
+    vector: Vector
+    metadata: ImageMetadata
+
+
+@dataclass(frozen=True, kw_only=True)
+class Filters:
+    """Restrict a search to one label and/or to keys under a prefix; ``None`` means no restriction."""
+
+    label: str | None = None
+    key_prefix: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Hit:
+    """One neighbour: ``similarity`` is the cosine in [-1, 1]; ``score`` is the engine's raw score."""
+
+    image_id: str
+    similarity: float
+    score: float
+    metadata: ImageMetadata
+
+
+@dataclass(frozen=True, kw_only=True)
+class WriteResult:
+    """Which ids were written and which were not, with the store's reason; nothing is dropped silently."""
+
+    succeeded: tuple[str, ...] = ()
+    failed: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FailureRecord:
+    """An object that could not be indexed, kept so an operator can see why without reading logs."""
+
+    key: str
+    etag: str | None
+    reason_code: str
+    message: str
+    at: datetime
+
+
+class VectorIndex(Protocol):
+    """A k-NN store of image vectors for one model, reached through an alias.
+
+    ``name`` is what reads and writes target: the alias ``<prefix>-<model_id>`` for the handle the
+    service uses, or one concrete ``<alias>-v<N>`` for a handle from ``create_version``.
+    """
+
+    @property
+    def dim(self) -> int: ...
+
+    @property
+    def name(self) -> str: ...
+
+    def ensure(self) -> str:
+        """Create the index (and alias) if missing; idempotent. Returns the concrete index name."""
+        ...
+
+    def upsert(self, docs: Sequence[Document]) -> WriteResult:
+        """Insert or replace documents by ``image_id``; raise ``InvalidVectorError`` before writing any."""
+        ...
+
+    def delete(self, image_ids: Sequence[str]) -> WriteResult:
+        """Remove documents; an id that is not there counts as deleted (deleting is idempotent)."""
+        ...
+
+    def get(self, image_id: str) -> Document:
+        """The stored document, vector included; ``NotFoundError`` if there is none."""
+        ...
+
+    def search(
+        self,
+        vector: Vector,
+        *,
+        k: int,
+        filters: Filters | None = None,
+        min_similarity: float | None = None,
+        exclude_ids: Collection[str] = (),
+    ) -> list[Hit]:
+        """Up to ``k`` nearest documents, most similar first.
+
+        Filters and ``exclude_ids`` restrict the candidates before the k nearest are chosen, so up to
+        ``k`` matching documents come back; ``min_similarity`` then drops the hits below it.
+        """
+        ...
+
+    def count(self) -> int: ...
+
+    def create_version(self, version: int) -> VectorIndex:
+        """Create ``<alias>-v<version>`` (idempotent) and return a handle that reads and writes it."""
+        ...
+
+    def swap_alias(self, to_version: int) -> None:
+        """Point the alias at ``<alias>-v<to_version>`` in one step; the old version is kept for rollback."""
+        ...
+
+
+class FailureLog(Protocol):
+    """Where ingestion records objects it gave up on."""
+
+    def ensure(self) -> None: ...
+
+    def record(self, failure: FailureRecord) -> None:
+        """Store ``failure``; recording the same key and etag again replaces the earlier record."""
+        ...
+
+    def recent(self, limit: int) -> list[FailureRecord]:
+        """Up to ``limit`` records, newest first."""
+        ...
+
+
+def unit_vector(vector: npt.ArrayLike, *, dim: int) -> Vector:
+    """``vector`` as a unit-length float32 array of ``dim`` values, or ``InvalidVectorError``."""
+    array = np.asarray(vector, dtype=np.float32)
+    if array.shape != (dim,):
+        raise InvalidVectorError(
+            f"vector has shape {array.shape}; this index holds vectors of shape ({dim},)"
+        )
+    if not np.all(np.isfinite(array)):
+        raise InvalidVectorError("vector contains NaN or infinite values; every value must be finite")
+    norm = float(np.linalg.norm(array.astype(np.float64)))  # float32 squares overflow above ~1e19
+    if norm == 0.0:
+        raise InvalidVectorError("vector has length 0; it must have a direction to be compared")
+    unit: Vector = (array / norm).astype(np.float32)
+    return unit
+
+
+def check_search_arguments(*, k: int, min_similarity: float | None) -> None:
+    """Reject a ``k`` or ``min_similarity`` no adapter can honour, with the allowed range."""
+    if not 1 <= k <= MAX_K:
+        raise InvalidRequestError(f"k is {k}; it must be between 1 and {MAX_K}")
+    if min_similarity is not None and not -1.0 <= min_similarity <= 1.0:
+        raise InvalidRequestError(f"min_similarity is {min_similarity}; it must be between -1 and 1")
