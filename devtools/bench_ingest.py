@@ -1,0 +1,314 @@
+"""``python -m devtools.bench_ingest``: images per second through the ingest handler, against embedding alone.
+
+One run, one process, one machine: moto S3 and SQS in process (S3 notifications produced by moto, in
+SQS batches of 10 as the event source delivers them), the real model, and each index backend (the
+OpenSearch node of ``devtools.opensearch_node`` or ``OPENSEARCH_URL``, and the embedded index).
+Measured, interleaved per repeat so drift hits every row alike:
+
+- handler, new images: ``handlers.ingest.handler`` on fresh uploads (HEAD, GET, decode, one inference
+  per batch, bulk upsert, the check after writing);
+- handler, duplicates: the same events delivered again (HEAD and an index read per image, no inference);
+- embed from bytes: ``OnnxEmbedder.embed_images`` on the same JPEGs in batches of 10 (the baseline);
+- inference only: ``OnnxEmbedder.embed_tensors`` on tensors prepared beforehand.
+
+moto answers in microseconds where S3 takes milliseconds, so the handler's S3 share here is a floor.
+Prints a table and writes JSON (default ``build/bench/ingest.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import boto3
+import numpy as np
+import onnxruntime
+from opensearchpy import OpenSearch
+from PIL import Image
+
+from simsearch.embedder import OnnxEmbedder, ort_threads
+from simsearch.preprocess import ImageLimits, decode_image, to_tensor
+from simsearch.settings import Settings
+
+DEFAULT_MODEL_DIR = Path("build/models/mobilenet_v2")  # the Makefile's MODEL_DIR
+DEFAULT_OUT = Path("build/bench/ingest.json")
+BUCKET = "images"
+REGION = "us-east-1"
+BATCH = 10  # the ingest event source's batch size
+PHOTO_SIZE = (640, 480)
+LIMITS = ImageLimits(max_bytes=20 * 1024 * 1024, max_pixels=50_000_000)  # the Settings defaults
+
+
+@dataclass(frozen=True)
+class Row:
+    backend: str
+    images: int
+    handler_new_per_s: float
+    handler_duplicates_per_s: float
+    embed_from_bytes_per_s: float
+    inference_only_per_s: float
+    cold_start_s: float
+
+    @property
+    def handler_share_of_embedding(self) -> float:
+        """Handler throughput over embed-from-bytes throughput: 1.0 would mean I/O and indexing are free."""
+        return self.handler_new_per_s / self.embed_from_bytes_per_s
+
+
+def photos(count: int, *, seed: int = 0) -> list[bytes]:
+    """``count`` different 640x480 JPEGs cut from scikit-learn's two sample photographs."""
+    sources = [
+        Image.open(io.BytesIO((files("sklearn.datasets.images") / name).read_bytes())).convert("RGB")
+        for name in ("china.jpg", "flower.jpg")
+    ]
+    rng = np.random.default_rng(seed)
+    encoded = []
+    for n in range(count):
+        source = sources[n % len(sources)]
+        left, top = int(rng.integers(0, source.width // 3)), int(rng.integers(0, source.height // 3))
+        crop = source.crop((left, top, left + source.width * 2 // 3, top + source.height * 2 // 3))
+        buffer = io.BytesIO()
+        crop.resize(PHOTO_SIZE, Image.Resampling.BILINEAR).save(buffer, "JPEG", quality=90)
+        encoded.append(buffer.getvalue())
+    return encoded
+
+
+class Stage:
+    """The moto bucket, its queue, and the handler deployed with one backend's settings."""
+
+    def __init__(self, settings: Settings) -> None:
+        from handlers.ingest import handler, service  # after the environment is quiet (see ``main``)
+
+        self._handler = handler
+        self.s3 = boto3.client("s3", region_name=REGION)
+        self.sqs = boto3.client("sqs", region_name=REGION)
+        self.queue_url = self.sqs.create_queue(QueueName=f"uploads-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+        arn = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])
+        with contextlib.suppress(self.s3.exceptions.BucketAlreadyOwnedByYou):
+            self.s3.create_bucket(Bucket=BUCKET)
+        self.s3.put_bucket_notification_configuration(
+            Bucket=BUCKET,
+            NotificationConfiguration={
+                "QueueConfigurations": [
+                    {"QueueArn": arn["Attributes"]["QueueArn"], "Events": ["s3:ObjectCreated:*"]}
+                ]
+            },
+        )
+        os.environ.update(settings.to_env())
+        service.cache_clear()
+        started = time.perf_counter()
+        service()  # model load, warm-up run, index ensure: what a cold start pays
+        self.cold_start_s = time.perf_counter() - started
+        self.drain()  # the test event
+
+    def upload(self, prefix: str, images: Sequence[bytes]) -> list[dict[str, Any]]:
+        """Put ``images`` under ``prefix``; returns the Lambda events their notifications make."""
+        for n, data in enumerate(images):
+            self.s3.put_object(
+                Bucket=BUCKET, Key=f"{prefix}/{n:05d}.jpg", Body=data, ContentType="image/jpeg"
+            )
+        messages = self.drain()
+        return [_sqs_event(messages[start : start + BATCH]) for start in range(0, len(messages), BATCH)]
+
+    def drain(self) -> list[dict[str, Any]]:
+        received: list[dict[str, Any]] = []
+        while batch := self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get(
+            "Messages"
+        ):
+            entries = [{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(batch)]
+            self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
+            received += batch
+        return received
+
+    def invoke(self, events: Sequence[dict[str, Any]]) -> None:
+        for event in events:
+            with contextlib.redirect_stdout(io.StringIO()):  # Powertools prints its metric lines here
+                response = self._handler(event, _Context())
+            if response["batchItemFailures"]:
+                raise RuntimeError(f"the handler asked for redelivery: {response}")
+
+
+@dataclass(frozen=True)
+class _Context:
+    function_name: str = "ingest"
+    memory_limit_in_mb: int = 2048
+    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:123456789012:function:ingest"
+    aws_request_id: str = "bench"
+
+
+def _sqs_event(messages: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "Records": [
+            {
+                "messageId": message["MessageId"],
+                "receiptHandle": message["ReceiptHandle"],
+                "body": message["Body"],
+                "attributes": {"ApproximateReceiveCount": "1"},
+                "messageAttributes": {},
+                "md5OfBody": message["MD5OfBody"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": f"arn:aws:sqs:{REGION}:123456789012:uploads",
+                "awsRegion": REGION,
+            }
+            for message in messages
+        ]
+    }
+
+
+def seconds(work: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    work()
+    return time.perf_counter() - started
+
+
+def measure(
+    backend: str, settings: Settings, embedder: OnnxEmbedder, images: Sequence[bytes], *, repeats: int
+) -> Row:
+    stage = Stage(settings)
+    stage.invoke(stage.upload("warm-up", images[:BATCH]))
+    batches = [images[start : start + BATCH] for start in range(0, len(images), BATCH)]
+    tensors = [
+        np.stack([to_tensor(decode_image(data, limits=LIMITS).rgb, embedder.manifest) for data in batch])
+        for batch in batches
+    ]
+    timings: dict[str, list[float]] = {"new": [], "duplicates": [], "bytes": [], "inference": []}
+    for repeat in range(repeats):
+        events = stage.upload(f"run-{repeat}", images)
+        timings["new"].append(seconds(lambda: stage.invoke(events)))  # noqa: B023 - called at once
+        timings["duplicates"].append(seconds(lambda: stage.invoke(events)))  # noqa: B023
+        timings["bytes"].append(seconds(lambda: [embedder.embed_images(b, limits=LIMITS) for b in batches]))
+        timings["inference"].append(seconds(lambda: [embedder.embed_tensors(t) for t in tensors]))
+    per_second = {name: len(images) / statistics.median(values) for name, values in timings.items()}
+    return Row(
+        backend=backend,
+        images=len(images),
+        handler_new_per_s=per_second["new"],
+        handler_duplicates_per_s=per_second["duplicates"],
+        embed_from_bytes_per_s=per_second["bytes"],
+        inference_only_per_s=per_second["inference"],
+        cold_start_s=stage.cold_start_s,
+    )
+
+
+def table(rows: Sequence[Row]) -> str:
+    header = (
+        f"{'backend':<12}{'images':>7}{'handler':>10}{'handler':>13}{'embed':>10}{'inference':>11}"
+        f"{'handler /':>11}{'cold':>9}\n"
+        f"{'':<19}{'new img/s':>10}{'dupl. img/s':>13}{'img/s':>10}{'img/s':>11}{'embed':>11}{'start s':>9}"
+    )
+    lines = [
+        f"{row.backend:<12}{row.images:>7}{row.handler_new_per_s:>10.1f}{row.handler_duplicates_per_s:>13.1f}"
+        f"{row.embed_from_bytes_per_s:>10.1f}{row.inference_only_per_s:>11.1f}"
+        f"{row.handler_share_of_embedding:>11.2f}{row.cold_start_s:>9.1f}"
+        for row in rows
+    ]
+    return "\n".join([header, *lines])
+
+
+@contextlib.contextmanager
+def opensearch() -> Iterator[str]:
+    """``OPENSEARCH_URL`` if set, else a node of our own for the duration of the run."""
+    if url := os.environ.get("OPENSEARCH_URL"):
+        yield url
+        return
+    from devtools.opensearch_node import OpenSearchNode, fetch
+
+    with OpenSearchNode(home=fetch()) as node:
+        yield node.url
+
+
+def quiet_aws_environment() -> None:
+    """Fake credentials for moto, and Powertools' per-image log lines off the console."""
+    os.environ.update(
+        {
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_SESSION_TOKEN": "bench",
+            "AWS_DEFAULT_REGION": REGION,
+            "POWERTOOLS_LOG_LEVEL": "WARNING",
+        }
+    )
+    os.environ.pop("AWS_PROFILE", None)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m devtools.bench_ingest", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR, help="built by `make model`")
+    parser.add_argument("--images", type=int, default=100, help="uploads per timed run (batches of 10)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per row (the median is kept)")
+    parser.add_argument("--threads", type=int, default=0, help="0: every core, as off Lambda")
+    parser.add_argument(
+        "--backends", nargs="+", choices=["opensearch", "embedded"], default=["opensearch", "embedded"]
+    )
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = parser.parse_args(argv)
+    if not (args.model_dir / "manifest.json").is_file():
+        print(f"no model in {args.model_dir}: build it with `make model`", file=sys.stderr)
+        return 1
+
+    from moto import mock_aws  # a development dependency: only this command needs it
+
+    quiet_aws_environment()
+    threads = ort_threads(args.threads, lambda_memory_mb=None, cpu_count=os.cpu_count())
+    embedder = OnnxEmbedder.load(args.model_dir, threads=threads)
+    images = photos(args.images)
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch, mock_aws(), contextlib.ExitStack() as stack:
+        for backend in args.backends:
+            url = stack.enter_context(opensearch()) if backend == "opensearch" else ""
+            settings = Settings(
+                model_dir=args.model_dir,
+                images_bucket=BUCKET,
+                opensearch_url=url,
+                opensearch_auth="none",
+                embedded_index_path=Path(scratch) / "index.sqlite",
+                index_prefix=f"bench-{uuid.uuid4().hex[:8]}",
+                engine="lucene",  # the local node has no faiss libraries
+                aws_region=REGION,
+                ort_threads=threads,
+            )
+            rows.append(measure(backend, settings, embedder, images, repeats=args.repeats))
+            if url:  # an OPENSEARCH_URL node outlives the run: leave it as we found it
+                OpenSearch(hosts=[url]).indices.delete(index=f"{settings.index_prefix}-*")
+            print(table(rows[-1:]).splitlines()[-1], file=sys.stderr)
+
+    size = "x".join(map(str, PHOTO_SIZE))
+    print(f"model {embedder.model_id}, {threads} threads on {os.cpu_count()} cores, {size} JPEGs")
+    print(table(rows))
+    report = {
+        "model_id": embedder.model_id,
+        "threads": threads,
+        "cpu_count": os.cpu_count(),
+        "machine": platform.processor() or platform.machine(),
+        "photo_size": PHOTO_SIZE,
+        "batch": BATCH,
+        "repeats": args.repeats,
+        "versions": {"onnxruntime": onnxruntime.__version__, "numpy": np.__version__},
+        "rows": [
+            asdict(row) | {"handler_share_of_embedding": row.handler_share_of_embedding} for row in rows
+        ],
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""SQS → Lambda: S3 notifications in batches through ``IngestionService``; only transient failures retry.
+
+The service decides the whole batch at once (one inference call for all its images), so the handler
+runs it first and then lets Powertools' ``process_partial_response`` settle each record from that
+report: the record handler raises for a message the service marked for retry, and Powertools builds
+``batchItemFailures`` from exactly those. ``raise_on_entire_batch_failure=False`` keeps a batch in
+which every message must be retried a normal response listing all of them, not an error.
+
+Tests reset the composition root between cases with ``service.cache_clear()``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes import SQSEvent
+from botocore.config import Config
+
+from simsearch.embedder import ort_threads
+from simsearch.ingestion import DEFAULT_WORKERS, BatchReport, IngestionService, Message, connect_ingestion
+from simsearch.metrics import (
+    INGEST_OUTCOME_METRICS,
+    METRIC_NAMESPACE,
+    NOTIFICATIONS_IGNORED,
+    NOTIFICATIONS_REJECTED,
+)
+from simsearch.settings import Settings
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+logger = Logger(service="ingest")
+metrics = Metrics(namespace=METRIC_NAMESPACE, service="ingest")
+tracer = Tracer(service="ingest")
+logging.getLogger("simsearch")  # registered now: the index adapters create their loggers on first import
+copy_config_to_registered_loggers(source_logger=logger, include={"simsearch"})  # the core logs JSON too
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+
+
+class RetryLater(Exception):
+    """Raised for a message whose work failed transiently: Powertools reports it for redelivery."""
+
+
+@cache
+def service() -> IngestionService:
+    """The composition root, built once per execution environment (the model loads and warms up here)."""
+    settings = Settings.from_env()
+    memory = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+    threads = ort_threads(
+        settings.ort_threads, lambda_memory_mb=int(memory) if memory else None, cpu_count=os.cpu_count()
+    )
+    s3 = boto3.client(
+        "s3",
+        region_name=settings.aws_region,
+        config=Config(retries={"mode": "standard"}, max_pool_connections=DEFAULT_WORKERS),
+    )
+    return connect_ingestion(settings, s3_client=s3, threads=threads)
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    messages = [Message(message_id=record.message_id, body=record.body) for record in SQSEvent(event).records]
+    report = service().ingest(messages)
+    _observe(report)
+
+    def settle(record: SQSRecord) -> None:
+        if record.message_id in report.retry:
+            raise RetryLater(f"message {record.message_id} failed transiently; SQS will redeliver it")
+
+    return process_partial_response(event=event, record_handler=settle, processor=processor, context=context)
+
+
+def _observe(report: BatchReport) -> None:
+    """One log line per object that did not simply succeed, and a count per outcome."""
+    for outcome in report.outcomes:
+        fields = {
+            "bucket": outcome.bucket,
+            "key": outcome.key,
+            "outcome": outcome.kind,
+            "etag": outcome.etag,
+            "reason": outcome.reason,
+        }
+        if outcome.kind in ("failed", "retry"):
+            logger.warning("image not indexed", extra={**fields, "detail": outcome.detail})
+        else:
+            logger.info("image processed", extra=fields)
+    for message_id, why in report.rejected.items():
+        logger.warning("message is not an S3 notification", extra={"message_id": message_id, "detail": why})
+    counts = Counter(outcome.kind for outcome in report.outcomes)
+    for kind, count in counts.items():
+        metrics.add_metric(name=INGEST_OUTCOME_METRICS[kind], unit=MetricUnit.Count, value=count)
+    if report.rejected:
+        metrics.add_metric(name=NOTIFICATIONS_REJECTED, unit=MetricUnit.Count, value=len(report.rejected))
+    if report.ignored:
+        metrics.add_metric(name=NOTIFICATIONS_IGNORED, unit=MetricUnit.Count, value=report.ignored)
