@@ -1,0 +1,95 @@
+"""The query Lambda: the routes of ``openapi.json`` over one ``SearchService`` per container.
+
+Routes only translate: ``api_input`` reads requests into typed queries, the service decides, and
+``http_errors`` turns every error into its status. Local mode serves this same ``handler`` through
+``localmode.api_gateway``, so there is one implementation of the API.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+from botocore.config import Config
+
+from handlers import api_input, http_errors
+from simsearch.embedder import OnnxEmbedder, ort_threads
+from simsearch.index import connect_index
+from simsearch.search import QueryConfig, SearchService
+from simsearch.settings import Settings
+from simsearch.storage import S3ImageStore
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+logger = Logger(service="query")
+copy_config_to_registered_loggers(source_logger=logger, include={"simsearch"})
+
+# Any origin: the API takes no cookies or credentials, and the web page may be served from anywhere.
+app = APIGatewayRestResolver(cors=CORSConfig(allow_origin="*", expose_headers=["Retry-After"], max_age=600))
+http_errors.register(app, logger=logger, allowed_methods=api_input.allowed_methods)
+
+
+@cache
+def service() -> SearchService:
+    """The composition root, once per container: loading the model is most of a cold start."""
+    settings = Settings.from_env()
+    threads = ort_threads(
+        settings.ort_threads, lambda_memory_mb=_lambda_memory_mb(), cpu_count=os.cpu_count()
+    )
+    embedder = OnnxEmbedder.load(settings.model_dir, threads=threads)
+    return SearchService(
+        embedder=embedder,
+        index=connect_index(settings, model_id=embedder.model_id, dim=embedder.dim),
+        images=image_store(settings),
+        config=QueryConfig.from_settings(settings),
+    )
+
+
+def image_store(settings: Settings) -> S3ImageStore:
+    """S3 with SigV4 signing, which presigned POSTs and URLs in every region need."""
+    s3 = boto3.client("s3", region_name=settings.aws_region, config=Config(signature_version="s3v4"))
+    return S3ImageStore(s3)
+
+
+def _lambda_memory_mb() -> int | None:
+    memory = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")  # set by Lambda; absent in local mode
+    return int(memory) if memory else None
+
+
+@app.post("/search")
+def search() -> dict[str, Any]:
+    query, options = api_input.search_request(app.current_event)
+    return asdict(service().search(query, options))
+
+
+@app.post("/uploads")
+def uploads() -> dict[str, Any]:
+    return asdict(service().upload_form())
+
+
+@app.get("/images/<image_id>")
+def image(image_id: str) -> dict[str, Any]:
+    return asdict(service().image(api_input.image_id(image_id)))
+
+
+@app.get("/health")
+def health() -> dict[str, Any]:
+    return asdict(service().health())
+
+
+@app.get("/openapi.json")
+def openapi() -> dict[str, Any]:
+    return api_input.DOCUMENT
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

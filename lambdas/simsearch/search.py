@@ -1,0 +1,283 @@
+"""The query side: the indexed images most similar to an image, a stored object, an indexed image or a vector.
+
+``SearchService`` knows only ports (``Embedder``, ``VectorIndex``, ``ImageStore``): the query handler and
+local mode build it with real adapters, and it never sees HTTP. Every result carries a presigned GET, so
+a browser fetches images straight from the bucket and the bucket stays private.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, assert_never
+
+import numpy as np
+
+from simsearch.errors import (
+    ImageTooLargeError,
+    IndexUnavailableError,
+    InvalidRequestError,
+    InvalidVectorError,
+    NotFoundError,
+)
+from simsearch.index.port import Filters, Hit, Vector, check_search_arguments
+from simsearch.preprocess import ImageLimits, decode_image
+
+if TYPE_CHECKING:
+    from simsearch.embedder import Embedder
+    from simsearch.index.port import VectorIndex
+    from simsearch.settings import Settings
+    from simsearch.storage import ImageStore
+
+MAX_RESULTS = 100
+"""The largest ``k`` a query may ask for: every result costs a presigned URL and a thumbnail download."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageQuery:
+    """An encoded image sent with the request."""
+
+    data: bytes
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoredImageQuery:
+    """An object in the images bucket, typically one uploaded through a presigned POST."""
+
+    key: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class IndexedImageQuery:
+    """More like an indexed image: its stored vector is the query, and it is left out of the results."""
+
+    image_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class VectorQuery:
+    """An embedding computed elsewhere with the same model."""
+
+    values: Sequence[float]
+
+
+Query = ImageQuery | StoredImageQuery | IndexedImageQuery | VectorQuery
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchOptions:
+    """How many neighbours, and which ones may come back."""
+
+    k: int = 10
+    filters: Filters | None = None
+    min_similarity: float | None = None
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.k <= MAX_RESULTS:
+            raise InvalidRequestError(f"k is {self.k}; it must be between 1 and {MAX_RESULTS}")
+        check_search_arguments(k=self.k, min_similarity=self.min_similarity)
+
+
+@dataclass(frozen=True, kw_only=True)
+class QueryConfig:
+    """The settings the query side reads: where images live and how long presigned links stay valid."""
+
+    bucket: str
+    upload_prefix: str
+    presign_ttl_seconds: int
+    limits: ImageLimits
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> QueryConfig:
+        return cls(
+            bucket=settings.images_bucket,
+            upload_prefix=settings.query_upload_prefix,
+            presign_ttl_seconds=settings.presign_ttl_seconds,
+            limits=ImageLimits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Result:
+    id: str
+    key: str
+    label: str | None
+    similarity: float
+    score: float
+    url: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchResults:
+    results: tuple[Result, ...]
+    model_id: str
+    index: str
+    took_ms: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageView:
+    """What ``GET /images/{id}`` shows of an indexed image (never its vector)."""
+
+    id: str
+    key: str
+    label: str | None
+    url: str
+    width: int | None
+    height: int | None
+    bytes: int | None
+    content_type: str | None
+    indexed_at: str | None
+    model_id: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class UploadForm:
+    """A presigned POST for one query image, and the key to search with once it is uploaded."""
+
+    url: str
+    fields: Mapping[str, str]
+    key: str
+    max_bytes: int
+    expires_in: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Health:
+    status: Literal["ok"]
+    model_id: str
+    index: str
+    documents: int
+
+
+class SearchService:
+    """Turns each kind of query into a vector, asks the index, and links every hit to its image."""
+
+    def __init__(
+        self, *, embedder: Embedder, index: VectorIndex, images: ImageStore, config: QueryConfig
+    ) -> None:
+        self._embedder = embedder
+        self._index = index
+        self._images = images
+        self._config = config
+
+    def search(self, query: Query, options: SearchOptions) -> SearchResults:
+        """The up to ``options.k`` most similar indexed images, most similar first.
+
+        Raises:
+            InvalidImageError, ImageTooLargeError: the image (inline or stored) cannot be used.
+            InvalidVectorError: a vector of the wrong dimension, or with non-finite values.
+            NotFoundError: no such stored object or indexed id.
+            IndexUnavailableError, StorageUnavailableError: retry later.
+        """
+        started = time.perf_counter()
+        vector, exclude = self._query_vector(query)
+        hits = self._index.search(
+            vector,
+            k=options.k,
+            filters=options.filters,
+            min_similarity=options.min_similarity,
+            exclude_ids=exclude,
+        )
+        return SearchResults(
+            results=tuple(self._result(hit) for hit in hits),
+            model_id=self._embedder.model_id,
+            index=self._index.name,
+            took_ms=round((time.perf_counter() - started) * 1000, 1),
+        )
+
+    def image(self, image_id: str) -> ImageView:
+        """An indexed image's metadata with a presigned GET; ``NotFoundError`` for an unknown id."""
+        metadata = self._index.get(image_id).metadata
+        return ImageView(
+            id=image_id,
+            key=metadata.key,
+            label=metadata.label,
+            url=self._url(metadata.bucket, metadata.key),
+            width=metadata.width,
+            height=metadata.height,
+            bytes=metadata.bytes,
+            content_type=metadata.content_type,
+            indexed_at=metadata.indexed_at.isoformat() if metadata.indexed_at else None,
+            model_id=metadata.model_id,
+        )
+
+    def upload_form(self) -> UploadForm:
+        """A presigned POST to a fresh key under the query-upload prefix, which ingestion ignores."""
+        key = f"{self._config.upload_prefix}{uuid.uuid4().hex}"
+        max_bytes, ttl = self._config.limits.max_bytes, self._config.presign_ttl_seconds
+        post: dict[str, Any] = self._images.presigned_post(
+            self._config.bucket, key, max_bytes=max_bytes, ttl_seconds=ttl
+        )
+        return UploadForm(
+            url=str(post["url"]),
+            fields={str(name): str(value) for name, value in post["fields"].items()},
+            key=key,
+            max_bytes=max_bytes,
+            expires_in=ttl,
+        )
+
+    def health(self) -> Health:
+        """The model and index in use and how many images the index holds; raises if it cannot answer."""
+        try:
+            documents = self._index.count()
+        except NotFoundError as error:  # not bootstrapped yet: the service is not ready, nothing is "missing"
+            raise IndexUnavailableError(f"index {self._index.name!r} does not exist yet") from error
+        return Health(
+            status="ok", model_id=self._embedder.model_id, index=self._index.name, documents=documents
+        )
+
+    def _query_vector(self, query: Query) -> tuple[Vector, tuple[str, ...]]:
+        """The vector to search with, and the ids to leave out of the results."""
+        match query:
+            case ImageQuery(data=data):
+                return self._embed(data), ()
+            case StoredImageQuery(key=key):
+                return self._embed(self._read_stored(key)), ()
+            case IndexedImageQuery(image_id=image_id):
+                return self._index.get(image_id).vector, (image_id,)
+            case VectorQuery(values=values):
+                return self._checked_vector(values), ()
+            case _:
+                assert_never(query)
+
+    def _embed(self, data: bytes) -> Vector:
+        decoded = decode_image(data, limits=self._config.limits)
+        vector: Vector = self._embedder.embed([decoded.rgb])[0]
+        return vector
+
+    def _read_stored(self, key: str) -> bytes:
+        """The object's bytes; its size is checked from the headers before anything is downloaded."""
+        stored = self._images.head(self._config.bucket, key)
+        limit = self._config.limits.max_bytes
+        if stored.size > limit:
+            raise ImageTooLargeError(f"s3 object {key!r} is {stored.size} bytes; the limit is {limit} bytes")
+        return self._images.read(stored)
+
+    def _checked_vector(self, values: Sequence[float]) -> Vector:
+        """The vector as float32; the index checks finiteness and normalises it."""
+        if len(values) != self._embedder.dim:
+            raise InvalidVectorError(
+                f"vector has {len(values)} values; model {self._embedder.model_id} "
+                f"embeds images into {self._embedder.dim}"
+            )
+        try:
+            vector: Vector = np.asarray(values, dtype=np.float32)
+        except (OverflowError, TypeError, ValueError) as error:
+            raise InvalidVectorError(f"vector values must be finite numbers: {error}") from error
+        return vector
+
+    def _result(self, hit: Hit) -> Result:
+        return Result(
+            id=hit.image_id,
+            key=hit.metadata.key,
+            label=hit.metadata.label,
+            similarity=hit.similarity,
+            score=hit.score,
+            url=self._url(hit.metadata.bucket, hit.metadata.key),
+        )
+
+    def _url(self, bucket: str, key: str) -> str:
+        return self._images.presigned_get(bucket, key, ttl_seconds=self._config.presign_ttl_seconds)

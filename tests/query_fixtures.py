@@ -1,0 +1,212 @@
+"""Fixtures for the query API tests: the real model, moto S3, and a small index of real images on the node.
+
+The corpus is six pictures (scikit-learn's two photographs and four patterns drawn here), each indexed
+with a reframed copy; queries are differently reframed versions, so each query's two nearest
+neighbours are known. Measured with MobileNetV2: a family member scores ≥ 0.85, any other ≤ 0.6.
+
+Test modules import these fixtures by name (the query tests are their only users); ``model_dir`` and
+``opensearch_url`` come from ``tests/conftest.py``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+import numpy as np
+import pytest
+from moto import mock_aws
+from opensearchpy import OpenSearch
+from PIL import Image, ImageDraw
+
+from handlers import query
+from simsearch.embedder import OnnxEmbedder
+from simsearch.ids import image_id_for
+from simsearch.index import Document, ImageMetadata
+from simsearch.index.opensearch import OpenSearchIndex
+from simsearch.preprocess import ImageLimits, decode_image
+from simsearch.settings import Settings
+from tests.image_factories import encode, sample_jpeg
+
+BUCKET = "images"
+LIMITS = ImageLimits(max_bytes=20 * 1024 * 1024, max_pixels=50_000_000)
+PICTURES = ("china", "flower", "rings", "checker", "stripes", "blobs")
+AWS_ENV = {  # moto accepts any credentials; these keep boto3 from looking for real ones
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+def reframed(data: bytes, *, keep: float, scale: float, quality: int) -> bytes:
+    """A re-upload: the centre ``keep`` of the picture, rescaled by ``scale``, saved as a JPEG."""
+    image = decode_image(data, limits=LIMITS).rgb
+    dx, dy = int(image.width * (1 - keep) / 2), int(image.height * (1 - keep) / 2)
+    cropped = image.crop((dx, dy, image.width - dx, image.height - dy))
+    size = (int(cropped.width * scale), int(cropped.height * scale))
+    return encode(cropped.resize(size, Image.Resampling.LANCZOS), "JPEG", quality=quality)
+
+
+def _rings() -> bytes:
+    image = Image.new("RGB", (480, 360), (250, 240, 200))
+    draw = ImageDraw.Draw(image)
+    for radius in range(170, 0, -20):
+        colour = (200, 30, 30) if radius // 20 % 2 else (250, 240, 200)
+        draw.ellipse((240 - radius, 180 - radius, 240 + radius, 180 + radius), fill=colour)
+    return encode(image, "PNG")
+
+
+def _two_tone(mask: np.ndarray, on: tuple[int, int, int], off: tuple[int, int, int]) -> bytes:
+    pixels = np.empty((*mask.shape, 3), dtype=np.uint8)
+    pixels[mask], pixels[~mask] = on, off
+    return encode(Image.fromarray(pixels), "PNG")
+
+
+def _blobs() -> bytes:
+    cells = (np.random.default_rng(3).random((9, 12, 3)) * 255).astype(np.uint8)
+    return encode(Image.fromarray(cells).resize((480, 360), Image.Resampling.BICUBIC), "PNG")
+
+
+def pictures() -> dict[str, bytes]:
+    """The six originals, encoded as an upload would deliver them."""
+    y, x = np.indices((360, 480))
+    return {
+        "china": sample_jpeg("china.jpg"),
+        "flower": sample_jpeg("flower.jpg"),
+        "rings": _rings(),
+        "checker": _two_tone((x // 40 + y // 40) % 2 == 1, (20, 20, 20), (230, 230, 230)),
+        "stripes": _two_tone((x + y) // 24 % 2 == 1, (30, 90, 200), (250, 200, 40)),
+        "blobs": _blobs(),
+    }
+
+
+@dataclass(frozen=True)
+class Indexed:
+    """One indexed image: its key in the bucket, id, label and bytes."""
+
+    key: str
+    label: str
+    data: bytes
+
+    @property
+    def id(self) -> str:
+        return image_id_for(BUCKET, self.key)
+
+
+@dataclass
+class Corpus:
+    """What the index holds (``indexed[name]`` and ``indexed[name + "-copy"]``), and the queries."""
+
+    indexed: dict[str, Indexed] = field(default_factory=dict)
+    queries: dict[str, bytes] = field(default_factory=dict)
+
+    def family(self, name: str) -> set[str]:
+        """The ids a query of picture ``name`` must find first: the original and its copy."""
+        return {self.indexed[name].id, self.indexed[f"{name}-copy"].id}
+
+
+def build_corpus() -> Corpus:
+    corpus = Corpus()
+    for name, data in pictures().items():
+        folder, label = ("photos", "photo") if name in ("china", "flower") else ("patterns", "pattern")
+        corpus.indexed[name] = Indexed(f"{folder}/{name}.img", label, data)
+        copy = reframed(data, keep=0.9, scale=0.8, quality=85)
+        corpus.indexed[f"{name}-copy"] = Indexed(f"{folder}/{name}-copy.jpg", label, copy)
+        corpus.queries[name] = reframed(data, keep=0.8, scale=0.6, quality=70)
+    return corpus
+
+
+@pytest.fixture(scope="session")
+def embedder(model_dir: Path) -> OnnxEmbedder:
+    return OnnxEmbedder.load(model_dir, threads=2)
+
+
+@pytest.fixture(scope="session")
+def corpus() -> Corpus:
+    return build_corpus()
+
+
+@dataclass(frozen=True)
+class QueryApi:
+    """The configured handler's world: its settings, the moto S3 client, and the index it reads."""
+
+    settings: Settings
+    s3: Any  # a boto3 S3 client
+    index: OpenSearchIndex
+    corpus: Corpus
+
+
+def query_settings(*, model_dir: Path, opensearch_url: str) -> Settings:
+    """Settings for the handler against a local node: lucene (the node has no faiss), a fresh index name."""
+    return Settings(
+        model_dir=model_dir,
+        images_bucket=BUCKET,
+        opensearch_url=opensearch_url,
+        opensearch_auth="none",
+        engine="lucene",
+        index_prefix=f"query-test-{uuid.uuid4().hex[:8]}",
+        ort_threads=2,
+    )
+
+
+@contextmanager
+def handler_configured(settings: Settings) -> Iterator[None]:
+    """``handlers.query`` builds its service from ``settings`` (and moto's credentials) inside the block."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in {**AWS_ENV, **settings.to_env()}.items():
+            patch.setenv(name, value)
+        query.service.cache_clear()
+        try:
+            yield
+        finally:
+            query.service.cache_clear()
+
+
+def _document(item: Indexed, vector: np.ndarray, *, model_id: str) -> Document:
+    decoded = decode_image(item.data, limits=LIMITS)
+    metadata = ImageMetadata(
+        bucket=BUCKET,
+        key=item.key,
+        label=item.label,
+        content_type=f"image/{decoded.format.lower()}",
+        width=decoded.width,
+        height=decoded.height,
+        bytes=len(item.data),
+        model_id=model_id,
+        indexed_at=datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC),
+    )
+    return Document(image_id=item.id, vector=vector, metadata=metadata)
+
+
+@pytest.fixture(scope="module")
+def query_api(
+    opensearch_url: str,
+    opensearch_client: OpenSearch,
+    model_dir: Path,
+    embedder: OnnxEmbedder,
+    corpus: Corpus,
+) -> Iterator[QueryApi]:
+    """The handler configured for a fresh index on the node holding the corpus, the images in moto S3."""
+    settings = query_settings(model_dir=model_dir, opensearch_url=opensearch_url)
+    with handler_configured(settings), mock_aws():
+        s3 = boto3.client("s3", region_name=settings.aws_region)
+        s3.create_bucket(Bucket=BUCKET)
+        index = OpenSearchIndex.connect(settings, model_id=embedder.model_id, dim=embedder.dim, refresh=True)
+        concrete = index.ensure()
+        items = list(corpus.indexed.values())
+        vectors = embedder.embed_images([item.data for item in items], limits=LIMITS)
+        for item in items:
+            s3.put_object(Bucket=BUCKET, Key=item.key, Body=item.data)
+        written = index.upsert(
+            [_document(i, v, model_id=embedder.model_id) for i, v in zip(items, vectors, strict=True)]
+        )
+        assert not written.failed
+        yield QueryApi(settings=settings, s3=s3, index=index, corpus=corpus)
+        opensearch_client.indices.delete(index=concrete)
