@@ -1,15 +1,101 @@
-"""ImageSearchStack: composes the constructs (search domain, ingestion, query API, monitoring).
+"""ImageSearchStack: composes the constructs and wires their access; it defines no resource itself."""
 
-It defines no resource itself; each AWS concern is a construct in its own module.
-"""
+from __future__ import annotations
 
-from aws_cdk import Stack
+from pathlib import Path
+
+from aws_cdk import CfnOutput, Stack
 from constructs import Construct
 
-from infra.ingestion import Ingestion
+from infra.config import DeploymentConfig
+from infra.functions import role_of
+from infra.image_store import ImageStore, ImageStoreProps
+from infra.index_bootstrap import IndexBootstrap, IndexBootstrapProps
+from infra.ingestion import Ingestion, IngestionProps
+from infra.monitoring import Monitoring, MonitoringProps
+from infra.network import Network, NetworkProps
+from infra.packaging import LAMBDA_MODEL_DIR, build_bundle, lambda_code, resolve_model
+from infra.query_api import QueryApi, QueryApiProps
+from infra.search_domain import SearchDomain, SearchDomainProps
+from simsearch.manifest import ModelManifest
+from simsearch.settings import Settings
 
 
 class ImageSearchStack(Stack):
+    """Upload images to a bucket, find similar ones over HTTPS; configured by context (infra/config.py)."""
+
     def __init__(self, scope: Construct, construct_id: str) -> None:
         super().__init__(scope, construct_id, description="Serverless image similarity search")
-        Ingestion(self, "Ingestion")
+        config = DeploymentConfig.from_context(self.node.get_all_context())
+        model_dir = resolve_model(config)
+        manifest = ModelManifest.load(model_dir)
+        code = lambda_code(build_bundle(model_dir=model_dir))
+        network = Network(self, "Network", props=NetworkProps(config=config)) if config.vpc else None
+
+        search = SearchDomain(self, "Search", props=SearchDomainProps(config=config, network=network))
+        store = ImageStore(
+            self,
+            "Store",
+            props=ImageStoreProps(config=config, query_upload_prefix=Settings.query_upload_prefix),
+        )
+        settings = Settings(
+            model_dir=Path(LAMBDA_MODEL_DIR),
+            images_bucket=store.bucket.bucket_name,
+            opensearch_url=search.endpoint_url,
+            aws_region=self.region,
+            index_prefix=config.index_prefix,
+        )
+        ingestion = Ingestion(
+            self,
+            "Ingestion",
+            props=IngestionProps(config=config, settings=settings, code=code, store=store, network=network),
+        )
+        query = QueryApi(
+            self,
+            "Query",
+            props=QueryApiProps(config=config, settings=settings, code=code, store=store, network=network),
+        )
+        index_pattern = f"{config.index_prefix}-*"
+        search.admit(role_of(ingestion.function), index_pattern=index_pattern, write=True)
+        search.admit(role_of(query.function), index_pattern=index_pattern, write=False)
+        if network:
+            search.allow_connections_from(network.functions)
+        bootstrap = IndexBootstrap(
+            self,
+            "IndexBootstrap",
+            props=IndexBootstrapProps(
+                config=config,
+                settings=settings,
+                manifest=manifest,
+                code=code,
+                search=search,
+                writers=(role_of(ingestion.function),),
+                readers=(role_of(query.function),),
+                network=network,
+            ),
+        )
+        Monitoring(
+            self,
+            "Monitoring",
+            props=MonitoringProps(
+                config=config,
+                domain=search.domain,
+                dead_letters=ingestion.dead_letters,
+                ingest=ingestion.function,
+                query=query.function,
+                api=query.api,
+            ),
+        )
+        CfnOutput(self, "ApiUrl", value=query.api.url, description="Base URL of the query API")
+        if query.api_key is not None:
+            CfnOutput(
+                self,
+                "ApiKeyId",
+                value=query.api_key.key_id,
+                description="`aws apigateway get-api-key --include-value --api-key <id>` prints the key",
+            )
+        CfnOutput(self, "ImagesBucket", value=store.bucket.bucket_name, description="Upload images here")
+        CfnOutput(
+            self, "IndexAlias", value=bootstrap.alias, description="Searches and writes go to this alias"
+        )
+        CfnOutput(self, "ModelId", value=manifest.model_id, description="The embedding model deployed")

@@ -1,0 +1,225 @@
+"""What one deployment looks like: a profile (``dev`` or ``prod``) plus CDK context overrides.
+
+``-c profile=prod`` picks the defaults; any field below can then be overridden by name, e.g.
+``-c data_nodes=4 -c api_auth=iam``. Values from ``-c`` arrive as strings and values from ``cdk.json`` as
+JSON, so both are parsed by the field's type. A lower-case context key that names no field is a typo and
+stops synth, because a silently ignored setting deploys something else than was asked for.
+``docs/deploy.md`` documents every field (a test checks it).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any, Literal, get_args
+
+from aws_cdk import RemovalPolicy
+from aws_cdk import aws_logs as logs
+
+from simsearch.errors import ConfigError
+
+Profile = Literal["dev", "prod"]
+ModelName = Literal["resnet50", "mobilenet_v2"]
+ApiAuth = Literal["api_key", "iam"]
+
+_USER_KEY = re.compile(r"[a-z][a-z0-9_]*")  # CDK's own keys carry ':' or '@' and are left alone
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeploymentConfig:
+    """Every choice that differs between deployments; the field names are the context keys."""
+
+    profile: Profile
+    engine_version: str = "2.19"
+    model: ModelName = "resnet50"
+    weights: str = ""  # local path of the ResNet50 checkpoint; synth never downloads one
+    weights_tag: str = ""  # the checkpoint's release (e.g. IMAGENET1K_V2); empty: the converter's default
+    data_node_type: str
+    data_nodes: int
+    master_node_type: str
+    master_nodes: int  # 0: no dedicated master nodes
+    availability_zones: int  # 1: no zone awareness
+    volume_gb: int
+    index_replicas: int
+    vpc: bool = False
+    destroy_on_delete: bool  # domain, bucket, logs and index are deleted with the stack
+    access_logs: bool
+    log_retention_days: int
+    index_prefix: str = "images"
+    ingest_memory_mb: int = 2048
+    ingest_timeout_s: int = 60
+    ingest_batch_size: int = 10
+    ingest_max_concurrency: int  # SQS event source cap: at most this many batches hit the domain at once
+    ingest_reserved_concurrency: int  # 0: none reserved (a new account has only 10 to share)
+    query_memory_mb: int = 2048
+    query_timeout_s: int = 15
+    query_provisioned_concurrency: int
+    api_auth: ApiAuth = "api_key"
+    throttle_rate: int
+    throttle_burst: int
+    cors_origin: str = "*"
+    alarm_email: str = ""
+
+    @property
+    def removal_policy(self) -> RemovalPolicy:
+        """What happens to stateful resources (domain, bucket, logs) when the stack is deleted."""
+        return RemovalPolicy.DESTROY if self.destroy_on_delete else RemovalPolicy.RETAIN
+
+    @classmethod
+    def from_context(cls, context: Mapping[str, Any]) -> DeploymentConfig:
+        """The profile named by ``context["profile"]`` (default ``dev``) with every override applied.
+
+        Raises:
+            ConfigError: naming every unknown key and every value that does not parse, all at once.
+        """
+        profile = str(context.get("profile", "dev"))
+        if profile not in PROFILES:
+            raise ConfigError(f"context profile={profile!r}; use one of {sorted(PROFILES)}")
+        known = {f.name: f for f in fields(cls)}
+        problems = [
+            f"unknown context key {key!r}; known keys: {', '.join(sorted(known))}"
+            for key in context
+            if _USER_KEY.fullmatch(key) and key not in known
+        ]
+        overrides: dict[str, object] = {}
+        for name, field in known.items():
+            if name in context and name != "profile":
+                try:
+                    overrides[name] = _parse(context[name], field.type)
+                except ValueError as error:
+                    problems.append(f"context {name}={context[name]!r}: {error}")
+        if problems:
+            raise ConfigError("invalid CDK context: " + "; ".join(problems))
+        config = replace(PROFILES[profile], **overrides)  # type: ignore[arg-type]  # parsed by field type
+        config.check()
+        return config
+
+    def check(self) -> None:
+        """Reject combinations AWS would refuse only halfway through a deployment."""
+        problems = [message for broken, message in self._rules() if broken]
+        if problems:
+            raise ConfigError("inconsistent deployment settings: " + "; ".join(problems))
+
+    def _rules(self) -> list[tuple[bool, str]]:
+        return [
+            (
+                self.data_nodes % self.availability_zones != 0,
+                "data_nodes must be a multiple of availability_zones",
+            ),
+            (self.availability_zones not in (1, 2, 3), "availability_zones must be 1, 2 or 3"),
+            (self.master_nodes not in (0, 3, 5), "master_nodes must be 0, 3 or 5 (a quorum)"),
+            (
+                self.index_replicas >= self.data_nodes,
+                "index_replicas must be below data_nodes or shards never assign",
+            ),
+            (
+                self.ingest_max_concurrency < 2,
+                "ingest_max_concurrency must be at least 2 (SQS event source minimum)",
+            ),
+            (
+                0 < self.ingest_reserved_concurrency < self.ingest_max_concurrency,
+                "ingest_reserved_concurrency, when set, must be at least ingest_max_concurrency",
+            ),
+            (not 1 <= self.query_timeout_s <= 29, "query_timeout_s must be 1..29 (API Gateway waits 29 s)"),
+            (not 1 <= self.ingest_timeout_s <= 900, "ingest_timeout_s must be 1..900 (Lambda's maximum)"),
+            (not 128 <= self.ingest_memory_mb <= 10240, "ingest_memory_mb must be 128..10240"),
+            (not 128 <= self.query_memory_mb <= 10240, "query_memory_mb must be 128..10240"),
+            (not 1 <= self.ingest_batch_size <= 10, "ingest_batch_size must be 1..10 (standard SQS batch)"),
+            (
+                self.log_retention_days not in RETENTION,
+                f"log_retention_days must be one of {sorted(RETENTION)}",
+            ),
+        ]
+
+
+# The retention periods CloudWatch Logs accepts, by days.
+RETENTION: dict[int, logs.RetentionDays] = {
+    1: logs.RetentionDays.ONE_DAY,
+    3: logs.RetentionDays.THREE_DAYS,
+    5: logs.RetentionDays.FIVE_DAYS,
+    7: logs.RetentionDays.ONE_WEEK,
+    14: logs.RetentionDays.TWO_WEEKS,
+    30: logs.RetentionDays.ONE_MONTH,
+    60: logs.RetentionDays.TWO_MONTHS,
+    90: logs.RetentionDays.THREE_MONTHS,
+    120: logs.RetentionDays.FOUR_MONTHS,
+    150: logs.RetentionDays.FIVE_MONTHS,
+    180: logs.RetentionDays.SIX_MONTHS,
+    365: logs.RetentionDays.ONE_YEAR,
+    400: logs.RetentionDays.THIRTEEN_MONTHS,
+    545: logs.RetentionDays.EIGHTEEN_MONTHS,
+    731: logs.RetentionDays.TWO_YEARS,
+    1827: logs.RetentionDays.FIVE_YEARS,
+    3653: logs.RetentionDays.TEN_YEARS,
+}
+
+PROFILES: dict[str, DeploymentConfig] = {
+    # Cheapest sensible: one burstable data node, no replicas, everything deleted with the stack.
+    "dev": DeploymentConfig(
+        profile="dev",
+        data_node_type="t3.medium.search",
+        data_nodes=1,
+        master_node_type="",
+        master_nodes=0,
+        availability_zones=1,
+        volume_gb=10,
+        index_replicas=0,
+        destroy_on_delete=True,
+        access_logs=False,
+        log_retention_days=7,
+        ingest_max_concurrency=2,
+        ingest_reserved_concurrency=0,
+        query_provisioned_concurrency=0,
+        throttle_rate=10,
+        throttle_burst=20,
+    ),
+    # Two AZs, a replica of every shard, three dedicated masters, and data kept when the stack goes.
+    "prod": DeploymentConfig(
+        profile="prod",
+        data_node_type="r6g.large.search",
+        data_nodes=2,
+        master_node_type="m6g.large.search",
+        master_nodes=3,
+        availability_zones=2,
+        volume_gb=100,
+        index_replicas=1,
+        destroy_on_delete=False,
+        access_logs=True,
+        log_retention_days=90,
+        ingest_max_concurrency=10,
+        ingest_reserved_concurrency=10,
+        query_provisioned_concurrency=1,
+        throttle_rate=50,
+        throttle_burst=100,
+    ),
+}
+
+
+def _parse(raw: object, annotation: object) -> object:
+    """Parse a context value (a JSON value from cdk.json, or a string from ``-c``) by field type."""
+    if annotation in ("bool", bool):
+        return _parse_bool(raw)
+    if annotation in ("int", int):
+        if isinstance(raw, bool) or not re.fullmatch(r"-?\d+", str(raw)):
+            raise ValueError("must be an integer")
+        return int(str(raw))
+    choices = _LITERALS.get(str(annotation))
+    if choices is not None and raw not in choices:
+        raise ValueError(f"must be one of {list(choices)}")
+    return str(raw)
+
+
+def _parse_bool(raw: object) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    if str(raw).lower() in ("true", "false"):
+        return str(raw).lower() == "true"
+    raise ValueError("must be true or false")
+
+
+_LITERALS: dict[str, tuple[str, ...]] = {
+    "Profile": get_args(Profile),
+    "ModelName": get_args(ModelName),
+    "ApiAuth": get_args(ApiAuth),
+}

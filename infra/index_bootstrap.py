@@ -1,0 +1,156 @@
+"""The custom resources that prepare the domain: OpenSearch roles for the functions, then the index."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aws_cdk import CustomResource, Duration
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import custom_resources as cr
+from constructs import Construct
+
+from infra.config import DeploymentConfig
+from infra.functions import FunctionSpec, logical_id, managed_policy_finding, python_function
+from infra.governance import acknowledge
+from infra.log_groups import log_group
+from infra.network import Network
+from infra.packaging import BOOTSTRAP_HANDLER
+from infra.search_domain import SearchDomain
+from simsearch.index.naming import alias_name, failures_name
+from simsearch.manifest import ModelManifest
+from simsearch.settings import Settings
+
+# What each function may do inside OpenSearch; the domain's resource policy already limits the paths.
+# Action groups are the security plugin's predefined ones; bulk and msearch are cluster-level actions.
+INDEX_READ_ACTIONS = ("indices:admin/get", "indices:admin/aliases/get", "indices:admin/mappings/get")
+WRITER_ROLE = {
+    "cluster_permissions": ["cluster_composite_ops"],
+    # create_index and aliases: ingestion's cold start calls ensure() on the index and the failures log,
+    # which try to create them (and accept "already exists"): the security check comes first.
+    "allowed_actions": [
+        "crud",
+        "create_index",
+        "indices:admin/aliases",
+        "indices:monitor/stats",
+        *INDEX_READ_ACTIONS,
+    ],
+}
+READER_ROLE = {
+    "cluster_permissions": ["cluster_composite_ops_ro"],
+    "allowed_actions": ["read", "indices:monitor/stats", *INDEX_READ_ACTIONS],
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class IndexBootstrapProps:
+    config: DeploymentConfig
+    settings: Settings
+    manifest: ModelManifest
+    code: lambda_.Code
+    search: SearchDomain
+    writers: tuple[iam.IRole, ...]
+    readers: tuple[iam.IRole, ...]
+    network: Network | None
+
+
+class IndexBootstrap(Construct):
+    """Two custom resources served by one function that runs as the domain's master user.
+
+    ``AccessRoles`` maps the ingest and query roles to least-privilege OpenSearch roles; ``VectorIndex``
+    creates ``<prefix>-<model id>-v1`` with ``simsearch.index.mapping.index_body`` and points the alias
+    at it. Both are idempotent, so an update re-applies them; a delete leaves the index alone unless the
+    profile destroys data.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, props: IndexBootstrapProps) -> None:
+        super().__init__(scope, construct_id)
+        settings, config = props.settings, props.config
+        function = python_function(
+            self,
+            "Handler",
+            spec=FunctionSpec(
+                handler=BOOTSTRAP_HANDLER,
+                description="Creates the OpenSearch roles, role mappings and k-NN index (CloudFormation)",
+                memory_mb=512,
+                timeout=Duration.minutes(10),  # waits out the access policy reaching every node
+                environment=settings.to_env(),
+                tracing=False,
+                role=props.search.admin_role,
+            ),
+            code=props.code,
+            config=config,
+            network=props.network,
+        )
+        provider = cr.Provider(
+            self,
+            "Provider",
+            on_event_handler=function,
+            log_group=log_group(self, "ProviderLogs", config=config),
+        )
+        self._acknowledge_provider(provider, function)
+        common = {"Endpoint": props.search.endpoint_url}
+        pattern = f"{settings.index_prefix}-*"
+        access = CustomResource(
+            self,
+            "AccessRoles",
+            service_token=provider.service_token,
+            resource_type="Custom::SearchAccessRoles",
+            properties={
+                **common,
+                "Roles": {
+                    f"{settings.index_prefix}_writer": _role(WRITER_ROLE, pattern, props.writers),
+                    f"{settings.index_prefix}_reader": _role(READER_ROLE, pattern, props.readers),
+                },
+            },
+        )
+        self.alias = alias_name(settings.index_prefix, props.manifest.model_id)
+        index = CustomResource(
+            self,
+            "VectorIndex",
+            service_token=provider.service_token,
+            resource_type="Custom::VectorIndex",
+            properties={
+                **common,
+                "Alias": self.alias,
+                "FailuresIndex": failures_name(settings.index_prefix),
+                "Dimension": props.manifest.embedding_dim,
+                "Engine": settings.engine,
+                "SpaceType": settings.space_type,
+                "M": settings.hnsw_m,
+                "EfConstruction": settings.hnsw_ef_construction,
+                "EfSearch": settings.hnsw_ef_search,
+                "Replicas": config.index_replicas,
+                "DeleteData": config.destroy_on_delete,
+            },
+        )
+        for resource in (access, index):
+            resource.node.add_dependency(props.search.access_policy)  # run once the policy admits the roles
+
+    @staticmethod
+    def _acknowledge_provider(provider: cr.Provider, function: lambda_.IFunction) -> None:
+        acknowledge(
+            provider,
+            "AwsSolutions-L1",
+            "the CDK custom resource framework picks its own Node.js runtime; it runs only during deploys",
+        )
+        acknowledge(
+            provider,
+            managed_policy_finding("service-role/AWSLambdaBasicExecutionRole"),
+            "the framework function writes only its own logs",
+        )
+        acknowledge(
+            provider,
+            f"AwsSolutions-IAM5[Resource::<{logical_id(function)}.Arn>:*]",
+            "the framework may invoke any version of the bootstrap function, and only that function",
+        )
+
+
+def _role(
+    template: dict[str, list[str]], pattern: str, principals: tuple[iam.IRole, ...]
+) -> dict[str, object]:
+    return {
+        "cluster_permissions": template["cluster_permissions"],
+        "index_permissions": [{"index_patterns": [pattern], "allowed_actions": template["allowed_actions"]}],
+        "backend_roles": [role.role_arn for role in principals],
+    }

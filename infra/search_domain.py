@@ -1,0 +1,193 @@
+"""The OpenSearch Service domain that holds the k-NN index."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aws_cdk import Stack
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_opensearchservice as opensearch
+from aws_cdk import custom_resources as cr
+from constructs import Construct, IConstruct
+
+from infra.config import DeploymentConfig
+from infra.functions import acknowledge_basic_execution_role, logical_id
+from infra.governance import acknowledge
+from infra.log_groups import log_group
+from infra.network import Network
+
+# The HTTP verbs of the OpenSearch API, spelled out: no policy here grants `es:*` or `es:ESHttp*`.
+ES_READ_ACTIONS = ("es:ESHttpGet", "es:ESHttpHead")
+ES_WRITE_ACTIONS = ("es:ESHttpPost", "es:ESHttpPut", "es:ESHttpDelete", "es:ESHttpPatch")
+# Paths outside the index paths that the OpenSearch adapter calls (simsearch/index/opensearch.py):
+READ_ROOT_PATHS = ("_alias/{pattern}",)  # ensure() resolves the alias: GET/HEAD /_alias/<alias>
+WRITE_ROOT_PATHS = ("_bulk",)  # streaming_bulk posts to /_bulk; FGAC still limits each item to the pattern
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchDomainProps:
+    config: DeploymentConfig
+    network: Network | None
+
+
+class SearchDomain(Construct):
+    """Encrypted at rest and between nodes, HTTPS-only with TLS 1.2+, fine-grained access control on.
+
+    Two layers decide every request: the domain's resource policy admits only the roles passed to
+    ``admit`` (each on the paths it needs), then fine-grained access control maps each role to an
+    OpenSearch role. Its master user is ``admin_role``, which only the index bootstrap function assumes.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, props: SearchDomainProps) -> None:
+        super().__init__(scope, construct_id)
+        config = props.config
+        self.admin_role = iam.Role(
+            self,
+            "AdminRole",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description="Fine-grained access control master user, assumed only by the index bootstrap",
+            managed_policies=[
+                iam.ManagedPolicy.from_aws_managed_policy_name("service-role/AWSLambdaBasicExecutionRole")
+            ],
+        )
+        if props.network:
+            self.admin_role.add_managed_policy(
+                iam.ManagedPolicy.from_aws_managed_policy_name("service-role/AWSLambdaVPCAccessExecutionRole")
+            )
+        self.domain = opensearch.Domain(
+            self,
+            "Domain",
+            version=opensearch.EngineVersion.open_search(config.engine_version),
+            enable_version_upgrade=True,
+            capacity=opensearch.CapacityConfig(
+                data_node_instance_type=config.data_node_type,
+                data_nodes=config.data_nodes,
+                master_node_instance_type=config.master_node_type or None,
+                master_nodes=config.master_nodes or None,
+                multi_az_with_standby_enabled=False,
+            ),
+            ebs=opensearch.EbsOptions(volume_size=config.volume_gb, volume_type=ec2.EbsDeviceVolumeType.GP3),
+            zone_awareness=opensearch.ZoneAwarenessConfig(
+                enabled=config.availability_zones > 1,
+                availability_zone_count=config.availability_zones if config.availability_zones > 1 else None,
+            ),
+            encryption_at_rest=opensearch.EncryptionAtRestOptions(enabled=True),
+            node_to_node_encryption=True,
+            enforce_https=True,
+            tls_security_policy=opensearch.TLSSecurityPolicy.TLS_1_2_PFS,
+            fine_grained_access_control=opensearch.AdvancedSecurityOptions(
+                master_user_arn=self.admin_role.role_arn
+            ),
+            logging=opensearch.LoggingOptions(
+                app_log_enabled=True,
+                app_log_group=log_group(self, "AppLogs", config=config),
+                slow_search_log_enabled=True,
+                slow_search_log_group=log_group(self, "SlowSearchLogs", config=config),
+                slow_index_log_enabled=True,
+                slow_index_log_group=log_group(self, "SlowIndexLogs", config=config),
+            ),
+            vpc=props.network.vpc if props.network else None,
+            vpc_subnets=props.network.domain_subnets(config.availability_zones) if props.network else None,
+            removal_policy=config.removal_policy,
+        )
+        self.endpoint_url = f"https://{self.domain.domain_endpoint}"
+        self.domain.grant_read_write(self.admin_role)
+        everything = [*ES_READ_ACTIONS, *ES_WRITE_ACTIONS]
+        self.domain.add_access_policies(
+            self._allow(self.admin_role, [f"{self.domain.domain_arn}/*"], everything)
+        )
+        acknowledge(
+            self.admin_role,
+            f"AwsSolutions-IAM5[Resource::<{logical_id(self.domain)}.Arn>/*]",
+            "the master user creates roles, role mappings, indexes and aliases: paths across the domain",
+        )
+        self._acknowledge(config, in_vpc=props.network is not None)
+        acknowledge_basic_execution_role(self.admin_role, vpc=props.network is not None)
+        self._acknowledge_cdk_helpers()
+
+    def admit(self, grantee: iam.IRole, *, index_pattern: str, write: bool) -> None:
+        """Let ``grantee`` call the paths of the indexes matching ``index_pattern`` (write only if ``write``).
+
+        The identity policy comes from the domain's grants; the resource policy repeats the same paths,
+        because with an access policy on the domain a request must pass both.
+        """
+        root_paths = [path.format(pattern=index_pattern) for path in READ_ROOT_PATHS]
+        if write:
+            self.domain.grant_index_read_write(index_pattern, grantee)
+            root_paths += WRITE_ROOT_PATHS
+        else:
+            self.domain.grant_index_read(index_pattern, grantee)
+        actions = [*ES_READ_ACTIONS, *(ES_WRITE_ACTIONS if write else ())]
+        arn = self.domain.domain_arn
+        iam.Grant.add_to_principal(
+            grantee=grantee, actions=actions, resource_arns=[f"{arn}/{p}" for p in root_paths]
+        )
+        paths = [index_pattern, f"{index_pattern}/*", *root_paths]
+        self.domain.add_access_policies(self._allow(grantee, [f"{arn}/{path}" for path in paths], actions))
+        domain = f"<{logical_id(self.domain)}.Arn>"
+        for path in (p for p in paths if "*" in p):  # cdk-nag reports each wildcard resource
+            acknowledge(
+                grantee,
+                f"AwsSolutions-IAM5[Resource::{domain}/{path}]",
+                "index paths of this app's prefix only: one alias and its versioned indexes",
+            )
+
+    @property
+    def access_policy(self) -> IConstruct:
+        """The custom resource that sets the domain's resource policy (made by the first statement)."""
+        return self.domain.node.find_child("AccessPolicy")
+
+    def allow_connections_from(self, security_group: ec2.ISecurityGroup) -> None:
+        """Open HTTPS on the domain's security group to the functions (VPC placement only)."""
+        self.domain.connections.allow_default_port_from(security_group)
+
+    @staticmethod
+    def _allow(role: iam.IRole, resources: list[str], actions: list[str]) -> iam.PolicyStatement:
+        # The resource policy has no grant_* method: its statements are the one place written by hand.
+        return iam.PolicyStatement(
+            principals=[iam.ArnPrincipal(role.role_arn)], actions=actions, resources=resources
+        )
+
+    def _acknowledge_cdk_helpers(self) -> None:
+        """The domain's log resource policy and access policy are set by CDK's AwsCustomResource function."""
+        acknowledge(
+            self.domain,
+            "AwsSolutions-IAM5[Resource::*]",
+            "CloudWatch Logs resource policies are account-wide: PutResourcePolicy takes no resource ARN",
+        )
+        helper = Stack.of(self).node.try_find_child(
+            "AWS" + cr.AwsCustomResource.PROVIDER_FUNCTION_UUID.replace("-", "")
+        )
+        if helper is not None:
+            acknowledge_basic_execution_role(helper, vpc=False)
+
+    def _acknowledge(self, config: DeploymentConfig, *, in_vpc: bool) -> None:
+        if not in_vpc:
+            acknowledge(
+                self.domain,
+                "AwsSolutions-OS1",
+                "public endpoint by default (-c vpc=true places the domain in a VPC): the resource policy "
+                "admits only this stack's roles, every request is SigV4-signed, and fine-grained access "
+                "control maps each role to a least-privilege OpenSearch role",
+            )
+        acknowledge(
+            self.domain,
+            "AwsSolutions-OS3",
+            "callers are Lambda functions with changing IP addresses, so an IP allow-list cannot name them; "
+            "access is limited by IAM identity (resource policy + SigV4 + fine-grained access control)"
+            + (" and, in the VPC, by a security group open to the functions only" if in_vpc else ""),
+        )
+        if config.master_nodes == 0:
+            acknowledge(
+                self.domain,
+                "AwsSolutions-OS4",
+                f"profile {config.profile} runs {config.data_nodes} data node(s) without dedicated masters "
+                "to save cost; the prod profile has three",
+            )
+        if config.availability_zones == 1:
+            acknowledge(
+                self.domain,
+                "AwsSolutions-OS7",
+                f"profile {config.profile} runs in one availability zone to save cost; prod uses two",
+            )

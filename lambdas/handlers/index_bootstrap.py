@@ -1,0 +1,147 @@
+"""CloudFormation custom resources that prepare the search domain (``infra/index_bootstrap.py``).
+
+Runs as the domain's fine-grained access control master user. Two resource types:
+
+- ``Custom::SearchAccessRoles``: OpenSearch roles plus their mappings to the functions' IAM roles;
+- ``Custom::VectorIndex``: the versioned k-NN index behind its alias (``OpenSearchIndex.ensure``, i.e.
+  ``mapping.index_body``: the code and the tests build the same index), and the failures index.
+
+Create and Update are idempotent: they (re)apply the desired state and never drop data. Delete removes
+roles, and removes indexes only when the stack said ``DeleteData`` (the dev profile). Properties arrive
+as strings, because CloudFormation passes every custom resource property value as one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar, cast, get_args
+
+from opensearchpy import OpenSearch
+from opensearchpy import exceptions as os_errors
+
+from simsearch.errors import ConfigError, IndexUnavailableError
+from simsearch.index.opensearch import IndexConfig, OpenSearchFailureLog, OpenSearchIndex, client_for
+from simsearch.settings import Engine, Settings, SpaceType
+
+logger = logging.getLogger(__name__)
+logger.setLevel(logging.INFO)
+
+SECURITY_API = "/_plugins/_security/api"
+RETRY_DELAYS_S = (5, 10, 20, 30, 30, 30, 30, 30, 30, 30, 30, 30, 30, 30)  # ~6 minutes in all
+_TRANSIENT_STATUS = (401, 403, 429, 500, 502, 503, 504)  # 401/403: the access policy is still propagating
+T = TypeVar("T")
+
+
+def handler(event: dict[str, Any], _context: object) -> dict[str, Any]:
+    """The ``onEvent`` handler of the CDK custom resource provider."""
+    request, kind = event["RequestType"], event["ResourceType"]
+    properties: Mapping[str, Any] = event["ResourceProperties"]
+    logger.info("custom resource event: %s %s", request, kind)
+    client = client_for(Settings.from_env(), timeout=30.0)
+    if kind == "Custom::SearchAccessRoles":
+        return with_retries(lambda: access_roles(client, request, properties))
+    if kind == "Custom::VectorIndex":
+        physical_id = event.get("PhysicalResourceId", "")
+        return with_retries(lambda: vector_index(client, request, properties, physical_id))
+    raise ConfigError(f"unknown custom resource type {kind!r}")
+
+
+def access_roles(client: OpenSearch, request: str, properties: Mapping[str, Any]) -> dict[str, Any]:
+    """Put each OpenSearch role and map it to exactly the IAM roles named (or delete both)."""
+    roles: Mapping[str, Mapping[str, Any]] = properties["Roles"]
+    for name, spec in roles.items():
+        if request == "Delete":
+            _delete_ignoring_missing(client, f"{SECURITY_API}/rolesmapping/{name}")
+            _delete_ignoring_missing(client, f"{SECURITY_API}/roles/{name}")
+            continue
+        role = {key: spec[key] for key in ("cluster_permissions", "index_permissions")}
+        client.transport.perform_request("PUT", f"{SECURITY_API}/roles/{name}", body=role)
+        mapping = {"backend_roles": list(spec["backend_roles"])}
+        client.transport.perform_request("PUT", f"{SECURITY_API}/rolesmapping/{name}", body=mapping)
+    return {"PhysicalResourceId": ",".join(sorted(roles))}
+
+
+def vector_index(
+    client: OpenSearch, request: str, properties: Mapping[str, Any], physical_id: str
+) -> dict[str, Any]:
+    """Ensure the alias, its index and the failures index exist with the given settings (or delete)."""
+    alias = str(properties["Alias"])
+    if request == "Delete":
+        if _flag(properties["DeleteData"]) and physical_id == alias:
+            _delete_alias_targets(client, alias)
+        return {"PhysicalResourceId": physical_id}
+    config = IndexConfig(
+        dim=int(properties["Dimension"]),
+        engine=cast(Engine, _choice(properties["Engine"], get_args(Engine), name="Engine")),
+        space_type=cast(SpaceType, _choice(properties["SpaceType"], get_args(SpaceType), name="SpaceType")),
+        m=int(properties["M"]),
+        ef_construction=int(properties["EfConstruction"]),
+        ef_search=int(properties["EfSearch"]),
+    )
+    replicas, failures = int(properties["Replicas"]), str(properties["FailuresIndex"])
+    target = OpenSearchIndex(client, alias=alias, config=config).ensure()
+    OpenSearchFailureLog(client, name=failures).ensure()
+    client.indices.put_settings(index=target, body={"index": _dynamic_settings(config, replicas=replicas)})
+    client.indices.put_settings(index=failures, body={"index": {"number_of_replicas": replicas}})
+    return {"PhysicalResourceId": alias, "Data": {"Index": target}}
+
+
+def _dynamic_settings(config: IndexConfig, *, replicas: int) -> dict[str, Any]:
+    """Replicas, and faiss's ef_search: the settings an existing index can still change.
+
+    ``m``, ``ef_construction``, the engine and the dimension are fixed at creation; a change to them
+    needs a re-index into a new version (the backfill CLI), so an update leaves them as they are.
+    """
+    settings: dict[str, Any] = {"number_of_replicas": replicas}
+    if config.engine == "faiss":
+        settings["knn.algo_param.ef_search"] = config.ef_search
+    return settings
+
+
+def _delete_alias_targets(client: OpenSearch, alias: str) -> None:
+    try:
+        targets = sorted(client.indices.get_alias(name=alias))
+    except os_errors.NotFoundError:
+        return
+    for index in targets:
+        logger.info("deleting index %s (DeleteData=true)", index)
+        client.indices.delete(index=index, ignore_unavailable=True)
+
+
+def _delete_ignoring_missing(client: OpenSearch, path: str) -> None:
+    try:
+        client.transport.perform_request("DELETE", path)
+    except os_errors.NotFoundError:
+        logger.info("already gone: %s", path)
+
+
+def with_retries(action: Callable[[], T], *, delays: Sequence[float] = RETRY_DELAYS_S) -> T:
+    """Run ``action``; retry after each of ``delays`` while the domain or its access policy is not ready."""
+    for delay in (*delays, None):
+        try:
+            return action()
+        except (os_errors.TransportError, IndexUnavailableError, ConfigError) as error:
+            if delay is None or not _is_transient(error):
+                raise
+            logger.warning("domain not ready (%s); retrying in %s s", error, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _is_transient(error: Exception) -> bool:
+    cause = error.__cause__ if isinstance(error, ConfigError | IndexUnavailableError) else error
+    if isinstance(error, IndexUnavailableError) or isinstance(cause, os_errors.ConnectionError):
+        return True
+    return isinstance(cause, os_errors.TransportError) and cause.status_code in _TRANSIENT_STATUS
+
+
+def _flag(raw: object) -> bool:
+    return str(raw).lower() == "true"
+
+
+def _choice(raw: object, allowed: tuple[str, ...], *, name: str) -> str:
+    if raw not in allowed:
+        raise ConfigError(f"{name} is {raw!r}; expected one of {list(allowed)}")
+    return str(raw)

@@ -1,0 +1,101 @@
+"""Does CDK context become the deployment we asked for, and is every mistake reported before synth?"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+from aws_cdk import RemovalPolicy
+
+from infra.config import PROFILES, DeploymentConfig
+from simsearch.errors import ConfigError
+
+pytestmark = pytest.mark.infra
+
+DEPLOY_GUIDE = Path(__file__).resolve().parents[2] / "docs" / "deploy.md"
+
+
+def test_without_context_the_dev_profile_applies_with_resnet50() -> None:
+    config = DeploymentConfig.from_context({})
+    assert config == PROFILES["dev"]
+    assert (config.model, config.engine_version, config.ingest_memory_mb) == ("resnet50", "2.19", 2048)
+    assert config.removal_policy == RemovalPolicy.DESTROY
+
+
+def test_prod_keeps_data_and_runs_dedicated_masters_across_zones() -> None:
+    config = DeploymentConfig.from_context({"profile": "prod"})
+    assert config.removal_policy == RemovalPolicy.RETAIN
+    assert (config.master_nodes, config.availability_zones, config.index_replicas) == (3, 2, 1)
+
+
+def test_command_line_strings_are_parsed_by_field_type() -> None:
+    """`-c` values always arrive as strings; cdk.json values as JSON types. Both must work."""
+    from_cli = DeploymentConfig.from_context(
+        {"profile": "prod", "vpc": "true", "data_nodes": "4", "api_auth": "iam", "engine_version": "3.1"}
+    )
+    from_json = DeploymentConfig.from_context(
+        {"profile": "prod", "vpc": True, "data_nodes": 4, "api_auth": "iam", "engine_version": "3.1"}
+    )
+    assert from_cli == from_json
+    assert (from_cli.vpc, from_cli.data_nodes, from_cli.api_auth, from_cli.engine_version) == (
+        True,
+        4,
+        "iam",
+        "3.1",
+    )
+
+
+def test_every_bad_value_and_unknown_key_is_reported_at_once() -> None:
+    with pytest.raises(ConfigError) as raised:
+        DeploymentConfig.from_context(
+            {"data_nodes": "two", "vpc": "yes", "api_auth": "cognito", "ingest_memmory_mb": "4096"}
+        )
+    message = str(raised.value)
+    for expected in (
+        "data_nodes='two'",
+        "vpc='yes'",
+        "api_auth='cognito'",
+        "unknown context key 'ingest_memmory_mb'",
+    ):
+        assert expected in message
+
+
+def test_cdk_own_context_keys_are_not_mistaken_for_typos() -> None:
+    config = DeploymentConfig.from_context(
+        {"@aws-cdk/core:checkSecretUsage": True, "aws:cdk:bundling-stacks": []}
+    )
+    assert config == PROFILES["dev"]
+
+
+def test_an_unknown_profile_names_the_known_ones() -> None:
+    with pytest.raises(ConfigError, match=r"profile='staging'.*\['dev', 'prod'\]"):
+        DeploymentConfig.from_context({"profile": "staging"})
+
+
+@pytest.mark.parametrize(
+    ("overrides", "problem"),
+    [
+        ({"data_nodes": "3", "availability_zones": "2"}, "multiple of availability_zones"),
+        ({"master_nodes": "2"}, "quorum"),
+        ({"index_replicas": "1"}, "never assign"),
+        ({"ingest_max_concurrency": "1"}, "at least 2"),
+        (
+            {"ingest_reserved_concurrency": "1", "ingest_max_concurrency": "2"},
+            "at least ingest_max_concurrency",
+        ),
+        ({"query_timeout_s": "30"}, "29 s"),
+        ({"log_retention_days": "10"}, "log_retention_days"),
+    ],
+)
+def test_combinations_aws_would_refuse_mid_deployment_stop_synth(
+    overrides: dict[str, str], problem: str
+) -> None:
+    with pytest.raises(ConfigError, match=problem):
+        DeploymentConfig.from_context(overrides)
+
+
+def test_the_deploy_guide_documents_every_context_key() -> None:
+    guide = DEPLOY_GUIDE.read_text(encoding="utf-8")
+    undocumented = [f.name for f in fields(DeploymentConfig) if f"`{f.name}`" not in guide]
+    assert undocumented == []
