@@ -49,7 +49,7 @@ bench-local: deps model  ## IMAGES=folder (default ../shared/datasets/celebrity-
 	$(PY) -m devtools.bench_local $(if $(IMAGES),--images $(IMAGES))
 
 ## The whole suite: unit, integration (a real OpenSearch node that the tests start and stop), infra
-test: deps opensearch model
+test: deps opensearch model browser
 	$(PY) -m pytest
 
 test-unit: deps model

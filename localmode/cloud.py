@@ -1,0 +1,128 @@
+"""The AWS side of ``infra/ingestion.py`` on 127.0.0.1: moto's server with the bucket, queues, notification.
+
+The resources are configured as the CDK app configures them, so uploads reach the ingest handler the
+way they do in AWS: the bucket notifies the uploads queue of every created and removed object (one
+queue configuration per event type, as CDK writes them), and the queue hands a message that keeps
+failing to a dead-letter queue after ``MAX_RECEIVES`` receives. ``tests/infra`` checks that the
+synthesized template and ``notification_configuration`` name the same events, and that the redrive
+count matches, since the CDK constructs cannot be shared with a process that must not import CDK.
+
+The visibility timeout is the one intended difference: AWS waits six function timeouts before a
+retried message comes back; locally a retry comes back after ``VISIBILITY_TIMEOUT_S``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from moto.server import ThreadedMotoServer
+
+NOTIFIED_EVENTS = ("s3:ObjectCreated:*", "s3:ObjectRemoved:*")
+"""``s3.EventType.OBJECT_CREATED`` and ``OBJECT_REMOVED``, the events ``infra/ingestion.py`` subscribes."""
+
+MAX_RECEIVES = 5
+"""``infra.ingestion.MAX_RECEIVES``: receives before a message moves to the dead-letter queue."""
+
+VISIBILITY_TIMEOUT_S = 30
+UPLOADS_QUEUE = "uploads"
+DEAD_LETTERS_QUEUE = "uploads-dead-letters"
+
+CREDENTIALS = {  # moto accepts any; these keep boto3 from looking for (and finding) real ones
+    "AWS_ACCESS_KEY_ID": "local",
+    "AWS_SECRET_ACCESS_KEY": "local",
+    "AWS_SESSION_TOKEN": "local",
+}
+
+
+def notification_configuration(queue_arn: str) -> dict[str, Any]:
+    """The bucket's ``NotificationConfiguration``: what CDK's ``add_event_notification`` calls produce."""
+    return {"QueueConfigurations": [{"QueueArn": queue_arn, "Events": [event]} for event in NOTIFIED_EVENTS]}
+
+
+@dataclass(frozen=True, kw_only=True)
+class LocalCloud:
+    """The moto endpoint and the resources on it; ``env`` is what a boto3 client needs to reach them."""
+
+    endpoint: str
+    region: str
+    bucket: str
+    queue_url: str
+    queue_arn: str
+    dead_letters_url: str
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Credentials, region and ``AWS_ENDPOINT_URL``, which every boto3 client created after honours."""
+        return {**CREDENTIALS, "AWS_DEFAULT_REGION": self.region, "AWS_ENDPOINT_URL": self.endpoint}
+
+    def client(self, service: str) -> Any:
+        """A boto3 client for ``service`` on this endpoint, whatever the process environment says."""
+        return boto3.client(
+            service,
+            endpoint_url=self.endpoint,
+            region_name=self.region,
+            aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            aws_session_token=CREDENTIALS["AWS_SESSION_TOKEN"],
+        )
+
+
+@contextmanager
+def moto_server(*, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """moto's S3/SQS server on a background thread (``port=0``: any free port); yields its URL.
+
+    One at a time per process: moto keeps its resources in the process, so a second server would share
+    (and this one resets) the first one's bucket and queues.
+    """
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server logs every request at INFO
+    server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+    server.start()
+    try:
+        bound_host, bound_port = server.get_host_and_port()
+        endpoint = f"http://{bound_host}:{bound_port}"
+        # moto's state belongs to the process, not the server: start from none, as a new process does
+        urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")).close()
+        yield endpoint
+    finally:
+        server.stop()
+
+
+def provision(endpoint: str, *, bucket: str, region: str) -> LocalCloud:
+    """Create the bucket, the queues and the notification on ``endpoint``, as the CDK app does in AWS."""
+    unconfigured = LocalCloud(
+        endpoint=endpoint, region=region, bucket=bucket, queue_url="", queue_arn="", dead_letters_url=""
+    )
+    sqs, s3 = unconfigured.client("sqs"), unconfigured.client("s3")
+    dead_letters_url = sqs.create_queue(QueueName=DEAD_LETTERS_QUEUE)["QueueUrl"]
+    redrive = {"deadLetterTargetArn": _queue_arn(sqs, dead_letters_url), "maxReceiveCount": str(MAX_RECEIVES)}
+    queue_url = sqs.create_queue(
+        QueueName=UPLOADS_QUEUE,
+        Attributes={"VisibilityTimeout": str(VISIBILITY_TIMEOUT_S), "RedrivePolicy": json.dumps(redrive)},
+    )["QueueUrl"]
+    queue_arn = _queue_arn(sqs, queue_url)
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_notification_configuration(
+        Bucket=bucket, NotificationConfiguration=notification_configuration(queue_arn)
+    )
+    return LocalCloud(
+        endpoint=endpoint,
+        region=region,
+        bucket=bucket,
+        queue_url=queue_url,
+        queue_arn=queue_arn,
+        dead_letters_url=dead_letters_url,
+    )
+
+
+def _queue_arn(sqs: Any, queue_url: str) -> str:
+    attributes: Mapping[str, str] = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]
+    return attributes["QueueArn"]

@@ -1,0 +1,54 @@
+"""How the other commands find a running local stack: ``serve`` leaves a note while it runs.
+
+The note (``.cache/localmode/stack.json``) holds the API URL, the moto resources and the settings
+(``Settings.to_env()``), so ``imgsearch search``, ``ingest PATH`` and ``failures`` talk to the same
+bucket and index as the stack without repeating its options. ``serve`` removes it when it stops.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from localmode.cloud import LocalCloud
+from simsearch.settings import Settings
+
+NOTE = Path(".cache/localmode/stack.json")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunningStack:
+    """What another process needs to reach a stack that ``imgsearch serve`` started."""
+
+    url: str
+    cloud: LocalCloud
+    settings: Settings
+
+
+@contextmanager
+def announced(running: RunningStack, *, note: Path | None = None) -> Iterator[None]:
+    """Write the note (default ``NOTE``) for the block's duration."""
+    note = note or NOTE
+    note.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"url": running.url, "cloud": asdict(running.cloud), "settings": running.settings.to_env()}
+    note.write_text(json.dumps(payload, indent=2) + "\n", "utf-8")
+    try:
+        yield
+    finally:
+        note.unlink(missing_ok=True)
+
+
+def find_running(note: Path | None = None) -> RunningStack | None:
+    """The stack the note (default ``NOTE``) describes, or None when no ``serve`` has left one."""
+    try:
+        payload = json.loads((note or NOTE).read_text("utf-8"))
+    except FileNotFoundError:
+        return None
+    return RunningStack(
+        url=payload["url"],
+        cloud=LocalCloud(**payload["cloud"]),
+        settings=Settings.from_env(payload["settings"]),
+    )

@@ -1,0 +1,242 @@
+// The search page: plain JavaScript, no build step. It calls the query API by URL, so the same file
+// works from the local server (same origin) and against a deployed API (base URL + x-api-key).
+"use strict";
+
+const INLINE_MAX_BYTES = 4 * 1024 * 1024; // the API's inline limit (handlers/api_input.py)
+const RESIZE_MAX_SIDE = 1600; // larger photos are resized here; the model sees 224 px anyway
+const SENDABLE_TYPES = ["image/jpeg", "image/png", "image/webp", "image/gif"];
+const STORAGE = { base: "simsearch.apiBase", key: "simsearch.apiKey" };
+
+const $ = (id) => document.getElementById(id);
+let lastQuery = null; // {kind: "image", blob, name} or {kind: "id", id, url, name}
+
+function apiBase() {
+  const saved = (localStorage.getItem(STORAGE.base) || "").trim().replace(/\/+$/, "");
+  return saved || window.location.origin;
+}
+
+function apiHeaders(extra = {}) {
+  const key = (localStorage.getItem(STORAGE.key) || "").trim();
+  return key ? { ...extra, "x-api-key": key } : extra;
+}
+
+// One message for every failure: the API's {"error": {"code", "message"}}, API Gateway's {"message"},
+// or the network error when the API cannot be reached at all.
+async function callApi(path, init = {}) {
+  const url = apiBase() + path;
+  let response;
+  try {
+    response = await fetch(url, { ...init, headers: apiHeaders(init.headers) });
+  } catch (error) {
+    throw new Error(`Could not reach the API at ${apiBase()} (${error.message}). Check the API settings.`);
+  }
+  const text = await response.text();
+  let body = null;
+  try { body = text ? JSON.parse(text) : null; } catch { body = null; }
+  if (!response.ok) {
+    const detail = body && (body.error || body);
+    const message = (detail && detail.message) || text || response.statusText;
+    const code = detail && detail.code ? ` [${detail.code}]` : "";
+    throw new Error(`${explainStatus(response.status)}: ${message}${code}`);
+  }
+  return body;
+}
+
+function explainStatus(status) {
+  const reasons = {
+    400: "The API could not use this request",
+    403: "The API refused the request (is the API key right?)",
+    404: "Not found",
+    413: "The image is too large",
+    415: "The API does not take this kind of file",
+    429: "Too many requests; try again in a moment",
+    503: "The index is not available right now; try again shortly",
+  };
+  return reasons[status] || `The API answered ${status}`;
+}
+
+function showMessage(text) {
+  const message = $("message");
+  message.textContent = text;
+  message.hidden = !text;
+}
+
+async function refreshHealth() {
+  try {
+    const health = await callApi("/health");
+    $("health").textContent =
+      `Model ${health.model_id} · ${health.documents} image${health.documents === 1 ? "" : "s"} indexed`;
+  } catch (error) {
+    $("health").textContent = `API not ready: ${error.message}`;
+  }
+}
+
+function searchOptions() {
+  const k = Number.parseInt($("k").value, 10);
+  const label = $("label").value.trim();
+  return { k: Number.isFinite(k) ? k : 12, label };
+}
+
+// Large photos are re-encoded in the browser so they fit the inline limit; anything the browser
+// cannot decode is sent as it is, and the API's own message says what is wrong with it.
+async function sendableImage(file) {
+  if (file.size <= INLINE_MAX_BYTES && SENDABLE_TYPES.includes(file.type)) {
+    return { blob: file, note: "" };
+  }
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(file);
+  } catch {
+    return { blob: file, note: "" };
+  }
+  const scale = Math.min(1, RESIZE_MAX_SIDE / Math.max(bitmap.width, bitmap.height));
+  const canvas = document.createElement("canvas");
+  canvas.width = Math.round(bitmap.width * scale);
+  canvas.height = Math.round(bitmap.height * scale);
+  canvas.getContext("2d").drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+  const blob = await new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.9));
+  const megabytes = (file.size / 1024 / 1024).toFixed(1);
+  return { blob, note: ` (re-encoded in the browser from ${megabytes} MB, ${bitmap.width}×${bitmap.height})` };
+}
+
+async function searchByFile(file) {
+  if (file.type && !file.type.startsWith("image/")) {
+    showMessage(`“${file.name}” is not an image (${file.type}). Choose a JPEG, PNG, WebP or GIF file.`);
+    return;
+  }
+  const { blob, note } = await sendableImage(file);
+  lastQuery = { kind: "image", blob, name: file.name, note };
+  showQuery(URL.createObjectURL(blob), `${file.name}${note}`);
+  await runQuery();
+}
+
+async function searchById(result) {
+  lastQuery = { kind: "id", id: result.id, url: result.url, name: result.key };
+  showQuery(result.url, `${result.key} (more like this indexed image)`);
+  await runQuery();
+}
+
+function showQuery(src, caption) {
+  $("query-view").hidden = false;
+  $("query-image").hidden = false;
+  $("query-image").onerror = () => { $("query-image").hidden = true; }; // e.g. a file that is no image
+  $("query-image").src = src;
+  $("query-image").alt = `Query image: ${caption}`;
+  $("query-caption").textContent = caption;
+  $("search-again").disabled = false;
+}
+
+async function runQuery() {
+  if (!lastQuery) return;
+  const { k, label } = searchOptions();
+  showMessage("");
+  $("results-summary").textContent = "Searching…";
+  try {
+    let response;
+    if (lastQuery.kind === "image") {
+      const params = new URLSearchParams({ k: String(k) });
+      if (label) params.set("label", label);
+      const type = lastQuery.blob.type || "application/octet-stream";
+      response = await callApi(`/search?${params}`, {
+        method: "POST", headers: { "Content-Type": type }, body: lastQuery.blob,
+      });
+    } else {
+      const body = { id: lastQuery.id, k };
+      if (label) body.filter = { label };
+      response = await callApi("/search", {
+        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+      });
+    }
+    renderResults(response);
+  } catch (error) {
+    $("results-summary").textContent = "No results.";
+    $("results").replaceChildren();
+    showMessage(error.message);
+  }
+  refreshHealth();
+}
+
+function renderResults(response) {
+  const results = response.results || [];
+  $("results-summary").textContent = results.length
+    ? `${results.length} most similar, best first (${response.took_ms} ms, index ${response.index}).`
+    : "Nothing matched; try another label or none.";
+  $("results").replaceChildren(...results.map(resultItem));
+  rememberLabels(results);
+}
+
+function resultItem(result, position) {
+  const item = document.createElement("li");
+  item.className = "result";
+  item.dataset.key = result.key;
+  const button = document.createElement("button");
+  button.type = "button";
+  const label = result.label || "no label";
+  const similarity = result.similarity.toFixed(3);
+  button.setAttribute("aria-label",
+    `Result ${position + 1}: ${result.key}, label ${label}, similarity ${similarity}. Search for images like it.`);
+  const image = document.createElement("img");
+  image.src = result.url;
+  image.alt = `${result.key} (${label})`;
+  image.loading = "lazy";
+  const caption = document.createElement("span");
+  caption.className = "caption";
+  caption.innerHTML = '<span class="key"></span><span class="meta"><span class="label"></span>' +
+    '<span class="similarity"></span></span>';
+  caption.querySelector(".key").textContent = result.key;
+  caption.querySelector(".label").textContent = label;
+  caption.querySelector(".similarity").textContent = similarity;
+  caption.querySelector(".similarity").title = "cosine similarity (1 = identical)";
+  button.append(image, caption);
+  button.addEventListener("click", () => searchById(result));
+  item.append(button);
+  return item;
+}
+
+function rememberLabels(results) {
+  const list = $("known-labels");
+  const known = new Set([...list.options].map((option) => option.value));
+  for (const result of results) {
+    if (result.label && !known.has(result.label)) {
+      known.add(result.label);
+      list.append(new Option(result.label));
+    }
+  }
+}
+
+function setUpDropZone() {
+  const zone = $("drop-zone");
+  for (const name of ["dragenter", "dragover"]) {
+    zone.addEventListener(name, (event) => { event.preventDefault(); zone.classList.add("dragging"); });
+  }
+  for (const name of ["dragleave", "drop"]) {
+    zone.addEventListener(name, () => zone.classList.remove("dragging"));
+  }
+  zone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    const [file] = event.dataTransfer.files;
+    if (file) searchByFile(file);
+  });
+}
+
+function setUpSettings() {
+  $("api-base").value = localStorage.getItem(STORAGE.base) || "";
+  $("api-key").value = localStorage.getItem(STORAGE.key) || "";
+  $("settings-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    localStorage.setItem(STORAGE.base, $("api-base").value.trim());
+    localStorage.setItem(STORAGE.key, $("api-key").value.trim());
+    refreshHealth();
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("file").addEventListener("change", (event) => {
+    const [file] = event.target.files;
+    if (file) searchByFile(file);
+  });
+  $("query").addEventListener("submit", (event) => { event.preventDefault(); runQuery(); });
+  setUpDropZone();
+  setUpSettings();
+  refreshHealth();
+});

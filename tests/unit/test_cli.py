@@ -1,0 +1,106 @@
+"""The ``imgsearch`` command line: help everywhere, exit statuses, what it does with no stack running."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from localmode import cli, discovery
+from localmode.cloud import LocalCloud
+from simsearch.settings import Settings
+
+SUBCOMMANDS = [command.name for command in cli.COMMANDS]
+
+
+@pytest.fixture(autouse=True)
+def no_running_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test sees its own (absent) note, never that of a demo running on this machine."""
+    note = tmp_path / "stack.json"
+    monkeypatch.setattr(discovery, "NOTE", note)
+    for name in [n for n in os.environ if n.startswith("SIMSEARCH_")]:
+        monkeypatch.delenv(name)
+    return note
+
+
+@pytest.mark.parametrize("argv", [["--help"], *[[name, "--help"] for name in SUBCOMMANDS]])
+def test_every_command_has_help_and_exits_0(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(argv)
+    assert exit_.value.code == 0
+    assert "usage: imgsearch" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [[], ["bogus"], ["search"], ["search", "x.jpg", "-k", "many"]])
+def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(argv)
+    assert exit_.value.code == 2
+    assert "usage:" in capsys.readouterr().err
+
+
+def test_search_of_a_missing_file_fails_with_a_message(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["search", "no-such-file.jpg"]) == 1
+    assert "cannot read no-such-file.jpg" in capsys.readouterr().err
+
+
+def test_search_without_an_api_says_how_to_start_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    image = tmp_path / "q.jpg"
+    image.write_bytes(b"\xff\xd8")
+    assert cli.main(["search", str(image), "--api", "http://127.0.0.1:9"]) == 1  # port 9: nothing listens
+    assert "start one with `imgsearch serve`" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["failures"], ["ingest", "some/folder"]])
+def test_local_commands_without_a_running_stack_fail_with_a_hint(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(argv) == 1
+    assert "no local stack is running" in capsys.readouterr().err
+
+
+def test_an_invalid_s3_url_is_a_typed_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["ingest", "s3://"]) == 1
+    assert "error (invalid_request)" in capsys.readouterr().err
+
+
+def test_serve_refuses_an_images_path_that_is_not_a_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["serve", "--images", str(tmp_path / "missing")]) == 1
+    assert "is not a folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"error": {"code": "invalid_image", "message": "not an image"}}, "not an image (invalid_image)"),
+        ({"message": "Forbidden"}, "Forbidden"),  # API Gateway's own answer, e.g. a missing API key
+        ("<html>Bad Gateway</html>", "<html>Bad Gateway</html>"),
+    ],
+)
+def test_error_bodies_of_the_api_and_of_api_gateway_are_both_readable(body: object, message: str) -> None:
+    assert cli._error_message(body) == message
+
+
+def test_the_note_of_a_running_stack_round_trips(no_running_stack: Path, tmp_path: Path) -> None:
+    settings = Settings(
+        model_dir=tmp_path / "model", images_bucket="images", embedded_index_path=tmp_path / "i"
+    )
+    cloud = LocalCloud(
+        endpoint="http://127.0.0.1:8001",
+        region="us-east-1",
+        bucket="images",
+        queue_url="http://127.0.0.1:8001/123456789012/uploads",
+        queue_arn="arn:aws:sqs:us-east-1:123456789012:uploads",
+        dead_letters_url="http://127.0.0.1:8001/123456789012/uploads-dead-letters",
+    )
+    running = discovery.RunningStack(url="http://127.0.0.1:8000", cloud=cloud, settings=settings)
+    with discovery.announced(running, note=no_running_stack):
+        assert discovery.find_running(no_running_stack) == running
+        assert json.loads(no_running_stack.read_text())["url"] == "http://127.0.0.1:8000"
+    assert discovery.find_running(no_running_stack) is None
