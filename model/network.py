@@ -9,7 +9,7 @@ import onnx
 
 from model.checkpoint import StateDict
 from model.errors import CheckpointFormatError, WeightsUnavailableError
-from model.graph import GraphBuilder
+from model.graph import GraphBuilder, Pooling, TestTimeAugmentation
 from model.layers import Block, ParamSpec, emit_chain
 from model.weights import Release
 
@@ -67,13 +67,23 @@ class Architecture:
             )
 
     def to_onnx(
-        self, weights: StateDict, *, input_name: str, output_name: str, producer_version: str
+        self,
+        weights: StateDict,
+        *,
+        input_name: str,
+        output_name: str,
+        producer_version: str,
+        pooling: Pooling = "avg",
+        tta: TestTimeAugmentation = "none",
     ) -> onnx.ModelProto:
         """The embedding model: (N, 3, S, S) float32 → (N, ``embedding_dim``) unit-length embeddings."""
         self.check(weights)
         graph = GraphBuilder(input_name=input_name, channels=len(self.mean), size=self.input_size)
-        trunk = emit_chain(self.blocks, graph, input_name, _as_float32(weights))
-        output = graph.embedding_head(trunk, output_name=output_name)
+        trunk_input = graph.with_mirror_images(input_name) if tta == "hflip" else input_name
+        trunk = emit_chain(self.blocks, graph, trunk_input, _as_float32(weights))
+        output = graph.embedding_head(
+            trunk, output_name=output_name, pooling=pooling, tta=tta, channels=self.embedding_dim
+        )
         return graph.model(
             output, output_dim=self.embedding_dim, graph_name=self.name, producer_version=producer_version
         )

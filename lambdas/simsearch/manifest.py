@@ -41,7 +41,8 @@ class ModelManifest:
     input_name: str = "input"
     output_name: str = "embedding"
     opset: int
-    pooling: str = "avg"
+    pooling: str = "avg"  # "avg", or "gem" (generalised mean, p = 3)
+    test_time_augmentation: Literal["none", "hflip"] = "none"  # "hflip": the image and its mirror, summed
     quantization: Quantization = "none"
     onnx_file: str = "model.onnx"
     onnx_sha256: str

@@ -23,7 +23,12 @@ def test_every_problem_is_reported_at_once() -> None:
     with pytest.raises(ConfigError) as raised:
         Settings.from_env({"SIMSEARCH_ENGINE": "nmslib", "SIMSEARCH_HNSW_M": "sixteen"})
     message = str(raised.value)
-    for expected in ("SIMSEARCH_MODEL_DIR is missing", "SIMSEARCH_IMAGES_BUCKET is missing", "nmslib", "sixteen"):
+    for expected in (
+        "SIMSEARCH_MODEL_DIR is missing",
+        "SIMSEARCH_IMAGES_BUCKET is missing",
+        "nmslib",
+        "sixteen",
+    ):
         assert expected in message
 
 

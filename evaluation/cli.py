@@ -1,0 +1,61 @@
+"""``python -m evaluation DATASET --out DIR`` (also ``imgsearch eval``): evaluate, then write the report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from evaluation.report import metrics_table, write_report
+from evaluation.run import RunConfig, run
+from evaluation.split import DEFAULT_QUERY_FRACTION, DEFAULT_SEED
+from simsearch.errors import SimsearchError
+
+DEFAULT_MODEL_DIR = Path("build/models/mobilenet_v2")  # what `make model` builds
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The evaluation's arguments, for ``python -m evaluation`` and the ``imgsearch eval`` subcommand."""
+    parser.add_argument("dataset", type=Path, help="a folder with one subfolder of images per class")
+    parser.add_argument("--out", type=Path, required=True, help="folder for report.md, metrics.json, plots")
+    parser.add_argument(
+        "--model-dir", type=Path, default=DEFAULT_MODEL_DIR, help="model.onnx + manifest.json"
+    )
+    parser.add_argument("--variant", default="baseline", help="the name this run has in the report")
+    parser.add_argument(
+        "--opensearch-url",
+        default="",
+        help="index into this OpenSearch node (no auth) instead of the embedded index",
+    )
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the stratified split")
+    parser.add_argument("--query-fraction", type=float, default=DEFAULT_QUERY_FRACTION)
+    parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: one per core)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m evaluation", description=__doc__)
+    add_arguments(parser)
+    return evaluate(parser.parse_args(argv))
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    """Run the evaluation that ``add_arguments``' options describe; 0 on success, 1 on a typed error."""
+    config = RunConfig(
+        dataset=args.dataset,
+        model_dir=args.model_dir,
+        work_dir=args.out / "work",
+        opensearch_url=args.opensearch_url,
+        seed=args.seed,
+        query_fraction=args.query_fraction,
+        threads=args.threads,
+    )
+    try:
+        result = run(config, progress=lambda line: print(line, file=sys.stderr))
+    except SimsearchError as error:
+        print(f"error ({error.code}): {error}", file=sys.stderr)
+        return 1
+    summary = write_report(result, args.out, variant=args.variant)
+    print(metrics_table(summary))
+    print(f"report: {args.out / 'report.md'}", file=sys.stderr)
+    return 0

@@ -1,0 +1,228 @@
+"""The evaluation report: ``report.md``, ``metrics.json`` and three PNG plots in one folder.
+
+The Markdown puts the paper's reported row (ResNet50, 360 queries, hit@10 = 0.819) beside ours, scored
+with duplicates of the query counted (the paper's protocol) and excluded. ``metrics.json`` holds the
+same numbers, for comparing runs and variants.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on CI or in a container
+
+import matplotlib.pyplot as plt
+from PIL import Image
+
+from evaluation.metrics import K, Quality, QueryRecord, percentile, quality
+from evaluation.run import RunResult
+
+
+@dataclass(frozen=True, kw_only=True)
+class PaperRow:
+    """What the paper reports for its case study (only hit@10 is given)."""
+
+    model: str = "ResNet50"
+    queries: int = 360
+    hit_at_10: float = 0.819
+
+
+PAPER = PaperRow()
+EXAMPLE_QUERIES = 6
+EXAMPLE_RESULTS = 5
+THUMBNAIL = 96
+
+
+@dataclass(frozen=True, kw_only=True)
+class Summary:
+    """Every number of one run; ``metrics.json`` is this object."""
+
+    dataset: str
+    variant: str
+    model_id: str
+    backend: str
+    index: str
+    classes: int
+    indexed: int
+    queries: int
+    seed: int
+    query_fraction: float
+    with_duplicates: Quality
+    duplicates_excluded: Quality
+    ann_recall_at_10: float
+    latency_ms_p50: float
+    latency_ms_p95: float
+    ingest_images_per_second: float
+    ingest_wall_seconds: float
+
+
+def summarise(result: RunResult, *, variant: str) -> Summary:
+    records, indexed = result.records, result.split.indexed
+    return Summary(
+        dataset=str(result.config.dataset),
+        variant=variant,
+        model_id=result.manifest.model_id,
+        backend=result.backend,
+        index=result.index,
+        classes=len({item.label for item in indexed}),
+        indexed=len(indexed),
+        queries=len(records),
+        seed=result.split.seed,
+        query_fraction=result.split.query_fraction,
+        with_duplicates=quality(records, indexed=indexed, exclude_duplicates=False),
+        duplicates_excluded=quality(records, indexed=indexed, exclude_duplicates=True),
+        ann_recall_at_10=sum(r.ann_recall for r in records) / len(records),
+        latency_ms_p50=percentile([r.latency_ms for r in records], 50),
+        latency_ms_p95=percentile([r.latency_ms for r in records], 95),
+        ingest_images_per_second=result.ingest.images_per_second,
+        ingest_wall_seconds=result.ingest.wall_seconds,
+    )
+
+
+def write_report(result: RunResult, out: Path, *, variant: str) -> Summary:
+    """Write ``report.md``, ``metrics.json`` and the plots into ``out``; returns the numbers."""
+    out.mkdir(parents=True, exist_ok=True)
+    summary = summarise(result, variant=variant)
+    (out / "metrics.json").write_text(json.dumps(asdict(summary), indent=2) + "\n", encoding="utf-8")
+    _hit_curve(summary, out / "hit_at_k.png")
+    _per_class(summary, out / "per_class_hit_at_10.png")
+    _examples(result.records, out / "examples.png")
+    (out / "report.md").write_text(markdown(summary), encoding="utf-8")
+    return summary
+
+
+def metrics_table(summary: Summary) -> str:
+    """The paper's row and ours, as a Markdown table."""
+    header = (
+        "| run | model | queries | hit@1 | hit@5 | hit@10 | P@10 | mAP@10 |\n"
+        "|---|---|---:|---:|---:|---:|---:|---:|"
+    )
+    paper = f"| paper | {PAPER.model} | {PAPER.queries} | – | – | {PAPER.hit_at_10:.3f} | – | – |"
+    rows = [
+        _row(f"ours ({summary.variant})", summary.model_id, summary.with_duplicates),
+        _row(f"ours ({summary.variant}), duplicates excluded", summary.model_id, summary.duplicates_excluded),
+    ]
+    return "\n".join([header, paper, *rows])
+
+
+def markdown(summary: Summary) -> str:
+    return f"""# Retrieval evaluation: {Path(summary.dataset).name}
+
+Dataset `{summary.dataset}`: {summary.classes} classes; {summary.indexed} images indexed through the
+ingest handler, {summary.queries} queried through `POST /search` (stratified split, seed
+{summary.seed}, query fraction {summary.query_fraction}). Model `{summary.model_id}`,
+{summary.backend} index `{summary.index}`.
+
+{metrics_table(summary)}
+
+"Duplicates excluded" leaves byte-identical copies of the query (same sha256) out of its results.
+
+| speed | value |
+|---|---:|
+| ANN recall@10 vs exact search over the same vectors | {summary.ann_recall_at_10:.4f} |
+| query latency p50 (handler, ms) | {summary.latency_ms_p50:.1f} |
+| query latency p95 (handler, ms) | {summary.latency_ms_p95:.1f} |
+| ingest throughput (images/s in the ingest handler) | {summary.ingest_images_per_second:.1f} |
+| ingest wall time (upload to last batch, s) | {summary.ingest_wall_seconds:.1f} |
+
+![hit@k](hit_at_k.png)
+
+![per-class hit@10, duplicates excluded](per_class_hit_at_10.png)
+
+![example queries](examples.png)
+"""
+
+
+def _row(name: str, model: str, scores: Quality) -> str:
+    numbers = [
+        scores.hit_at[1],
+        scores.hit_at[5],
+        scores.hit_at[10],
+        scores.precision_at_10,
+        scores.map_at_10,
+    ]
+    return f"| {name} | {model} | {scores.queries} | " + " | ".join(f"{n:.3f}" for n in numbers) + " |"
+
+
+def _hit_curve(summary: Summary, path: Path) -> None:
+    figure, axes = plt.subplots(figsize=(6, 4))
+    ks = list(range(1, K + 1))
+    for name, scores in (
+        ("all results", summary.with_duplicates),
+        ("duplicates excluded", summary.duplicates_excluded),
+    ):
+        axes.plot(ks, [scores.hit_at[k] for k in ks], marker="o", label=name)
+    axes.scatter(
+        [K], [PAPER.hit_at_10], marker="*", s=160, color="black", label=f"paper ({PAPER.model})", zorder=3
+    )
+    axes.set(xlabel="k", ylabel="hit@k", ylim=(0, 1.02), xticks=ks, title=f"hit@k: {summary.model_id}")
+    axes.grid(alpha=0.3)
+    axes.legend(loc="lower right")
+    _save(figure, path)
+
+
+def _per_class(summary: Summary, path: Path) -> None:
+    scores = summary.duplicates_excluded.per_class_hit_at_10
+    figure, axes = plt.subplots(figsize=(7, 0.35 * len(scores) + 1.2))
+    labels = list(scores)
+    axes.barh(labels, [scores[label] for label in labels], color="tab:blue")
+    axes.axvline(PAPER.hit_at_10, color="black", linestyle="--", label=f"paper overall ({PAPER.hit_at_10})")
+    axes.set(xlim=(0, 1), xlabel="hit@10, duplicates excluded", title="per class")
+    axes.invert_yaxis()
+    axes.legend(loc="lower right")
+    _save(figure, path)
+
+
+def _examples(records: Sequence[QueryRecord], path: Path) -> None:
+    """A few queries that fail at rank 1 and a few that succeed, each with its top results."""
+    misses = [r for r in records if r.relevance(exclude_duplicates=True)[:1] != [True]]
+    hits = [r for r in records if r not in misses]
+    chosen = misses[: EXAMPLE_QUERIES // 2] + hits[: EXAMPLE_QUERIES - min(len(misses), EXAMPLE_QUERIES // 2)]
+    figure, grid = plt.subplots(
+        len(chosen),
+        EXAMPLE_RESULTS + 1,
+        figsize=(1.6 * (EXAMPLE_RESULTS + 1), 1.9 * len(chosen)),
+        squeeze=False,
+    )
+    for row, record in zip(grid, chosen, strict=True):
+        _tile(row[0], record.query.path, f"query\n{record.query.label}", colour="black")
+        results = record.top(exclude_duplicates=True)
+        for cell, result in zip(row[1:], [*results, *[None] * EXAMPLE_RESULTS], strict=False):
+            if result is None:
+                cell.axis("off")
+                continue
+            colour = "green" if result.label == record.query.label else "red"
+            _tile(
+                cell, _path_of(record, result.key), f"{result.label}\n{result.similarity:.2f}", colour=colour
+            )
+    _save(figure, path)
+
+
+def _path_of(record: QueryRecord, key: str) -> Path:
+    """Dataset files sit at ``<dataset>/<key>``; the query's own path tells where the dataset is."""
+    return record.query.path.parents[1] / key
+
+
+def _tile(axes: Any, image_path: Path, title: str, *, colour: str) -> None:
+    with Image.open(image_path) as image:
+        thumbnail = image.convert("RGB")
+        thumbnail.thumbnail((THUMBNAIL, THUMBNAIL))
+    axes.imshow(thumbnail)
+    axes.set_title(title, fontsize=7, color=colour)
+    axes.set_xticks([])
+    axes.set_yticks([])
+    for spine in axes.spines.values():
+        spine.set_edgecolor(colour)
+        spine.set_linewidth(2)
+
+
+def _save(figure: Any, path: Path) -> None:
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

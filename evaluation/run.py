@@ -1,0 +1,324 @@
+"""Drive the real paths: index the split's images through the ingest handler, query through the query handler.
+
+Everything AWS would do in between is played by moto in this process: images are put into a bucket
+whose notifications go to a queue, the queue's messages reach ``handlers.ingest.handler`` in Lambda
+batches of ten, and each query is a ``POST /search`` API Gateway event for ``handlers.query.handler``.
+The vectors land in the embedded index (a fresh SQLite file in the work folder) or, with
+``opensearch_url``, in OpenSearch under a prefix of their own, removed at the end.
+
+The handlers build their composition root from ``SIMSEARCH_*`` variables once per process (``@cache``);
+the run sets the variables, clears those caches before and after, and restores the environment.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Literal
+from unittest import mock
+
+import boto3
+import numpy as np
+import numpy.typing as npt
+from moto import mock_aws
+
+from evaluation.dataset import DatasetError, Item, duplicate_counts, scan
+from evaluation.metrics import K, QueryRecord, Retrieved, ann_recall
+from evaluation.split import DEFAULT_QUERY_FRACTION, DEFAULT_SEED, Split, stratified_split
+from localmode.api_gateway import LocalContext, proxy_event
+from simsearch.embedder import OnnxEmbedder
+from simsearch.errors import SimsearchError
+from simsearch.ids import image_id_for
+from simsearch.index import connect_index
+from simsearch.manifest import ModelManifest
+from simsearch.preprocess import ImageLimits
+from simsearch.settings import Settings
+
+BUCKET = "eval-images"
+QUEUE = "eval-uploads"
+LAMBDA_BATCH = 10  # what the SQS event source hands the ingest function at most
+DELIVERIES = 3  # the queue's maxReceiveCount: a message still failing then would go to the DLQ
+INLINE_LIMIT = 4 * 1024 * 1024  # larger queries are uploaded and searched by s3_key, as clients must
+
+_QUIET_POWERTOOLS = {
+    "POWERTOOLS_LOG_LEVEL": "WARNING",  # one line per image would drown the report
+    "POWERTOOLS_METRICS_DISABLED": "true",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+}
+
+
+class EvalError(SimsearchError):
+    """The evaluation could not run to the end (images not indexed, a query refused); the message says why."""
+
+    code = "eval_failed"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    """What to evaluate and where; ``opensearch_url`` empty means the embedded index."""
+
+    dataset: Path
+    model_dir: Path
+    work_dir: Path
+    opensearch_url: str = ""
+    seed: int = DEFAULT_SEED
+    query_fraction: float = DEFAULT_QUERY_FRACTION
+    threads: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class IngestTiming:
+    """Images indexed; seconds inside the ingest handler, and from the first upload to the last batch."""
+
+    images: int
+    handler_seconds: float
+    wall_seconds: float
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images / self.handler_seconds if self.handler_seconds else float("nan")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunResult:
+    config: RunConfig
+    manifest: ModelManifest
+    backend: Literal["embedded", "opensearch"]
+    index: str
+    split: Split
+    ingest: IngestTiming
+    records: tuple[QueryRecord, ...]
+
+
+def run(config: RunConfig, *, progress: Callable[[str], None] = lambda _: None) -> RunResult:
+    """Split ``config.dataset``, ingest and query it through the handlers, and record every answer.
+
+    Raises:
+        DatasetError: the dataset cannot be split.
+        EvalError: an image was not indexed, or a query was refused.
+        ConfigError: the model directory or settings are unusable.
+    """
+    split = stratified_split(scan(config.dataset), seed=config.seed, query_fraction=config.query_fraction)
+    manifest = ModelManifest.load(config.model_dir)
+    settings = _settings(config)
+    progress(f"{len(split.indexed)} images to index, {len(split.queries)} queries, model {manifest.model_id}")
+    with _handlers(settings) as (ingest, query):
+        timing = _ingest(ingest.handler, split.indexed, settings=settings)
+        progress(f"indexed {timing.images} images in {timing.handler_seconds:.1f} s of handler time")
+        index = connect_index(settings, model_id=manifest.model_id, dim=manifest.embedding_dim)
+        try:
+            records = _queries(query.handler, split, settings=settings, index=index)
+        finally:
+            _drop_opensearch_indexes(settings)
+    return RunResult(
+        config=config,
+        manifest=manifest,
+        backend="opensearch" if settings.opensearch_url else "embedded",
+        index=index.name,
+        split=split,
+        ingest=timing,
+        records=tuple(records),
+    )
+
+
+def _settings(config: RunConfig) -> Settings:
+    index_file = config.work_dir / "index.sqlite"
+    for stale in (index_file, index_file.with_suffix(".sqlite-wal"), index_file.with_suffix(".sqlite-shm")):
+        stale.unlink(missing_ok=True)  # every run starts from an empty index
+    config.work_dir.mkdir(parents=True, exist_ok=True)
+    return Settings(
+        model_dir=config.model_dir,
+        images_bucket=BUCKET,
+        opensearch_url=config.opensearch_url,
+        opensearch_auth="none",
+        embedded_index_path=index_file,
+        # a prefix per run: a run never reads another's vectors, and cleaning up cannot touch real indexes
+        index_prefix=f"eval-{uuid.uuid4().hex[:8]}" if config.opensearch_url else "eval",
+        ort_threads=config.threads,
+    )
+
+
+@contextmanager
+def _handlers(settings: Settings) -> Iterator[tuple[ModuleType, ModuleType]]:
+    """The ingest and query handler modules, configured by ``settings``, inside moto's AWS."""
+    environment = {**settings.to_env(), **_QUIET_POWERTOOLS, "AWS_DEFAULT_REGION": settings.aws_region}
+    with mock_aws(), mock.patch.dict(os.environ, environment):
+        # imported here: Powertools reads its log level when a handler module creates its Logger
+        from handlers import ingest, query
+
+        ingest.service.cache_clear()
+        query.service.cache_clear()
+        try:
+            yield ingest, query
+        finally:
+            ingest.service.cache_clear()
+            query.service.cache_clear()
+
+
+def _ingest(handler: Callable[..., Any], items: Sequence[Item], *, settings: Settings) -> IngestTiming:
+    """Upload ``items``; the bucket notifies the queue; its messages reach ``handler`` in Lambda batches.
+
+    Uploads go in chunks of one batch, each consumed before the next, as a function subscribed to the
+    queue keeps up with a client; it also keeps moto's queue short (its receives scan the whole queue).
+    """
+    s3 = boto3.client("s3", region_name=settings.aws_region)
+    sqs = boto3.client("sqs", region_name=settings.aws_region)
+    queue_url = _bucket_notifying_queue(s3, sqs)
+    started, handler_seconds = time.perf_counter(), 0.0
+    for start in range(0, len(items), LAMBDA_BATCH):
+        for item in items[start : start + LAMBDA_BATCH]:
+            s3.put_object(Bucket=BUCKET, Key=item.key, Body=item.path.read_bytes())
+        pending = _drain(sqs, queue_url)
+        for _ in range(DELIVERIES):
+            if not pending:
+                break
+            began = time.perf_counter()
+            context = LocalContext(aws_request_id=str(uuid.uuid4()))
+            response = handler(_sqs_event(pending, queue_url=queue_url), context)
+            handler_seconds += time.perf_counter() - began
+            failed = {failure["itemIdentifier"] for failure in response["batchItemFailures"]}
+            pending = [message for message in pending if message["MessageId"] in failed]
+        if pending:
+            raise EvalError(f"{len(pending)} upload notifications still failed after {DELIVERIES} deliveries")
+    wall_seconds = time.perf_counter() - started
+    return IngestTiming(images=len(items), handler_seconds=handler_seconds, wall_seconds=wall_seconds)
+
+
+def _bucket_notifying_queue(s3: Any, sqs: Any) -> str:
+    """The bucket and queue as ``infra/ingestion.py`` wires them: every object creation is announced."""
+    s3.create_bucket(Bucket=BUCKET)
+    queue_url = str(sqs.create_queue(QueueName=QUEUE)["QueueUrl"])
+    arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    s3.put_bucket_notification_configuration(
+        Bucket=BUCKET,
+        NotificationConfiguration={
+            "QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}]
+        },
+    )
+    _drain(sqs, queue_url)  # S3 announces the configuration with a test event first
+    return queue_url
+
+
+def _drain(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
+    """Every waiting message, oldest first, deleted from the queue (Lambda deletes what it processed)."""
+    received: list[dict[str, Any]] = []
+    while batch := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
+        entries = [{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(batch)]
+        sqs.delete_message_batch(QueueUrl=queue_url, Entries=entries)
+        received += batch
+    return [message for message in received if "s3:TestEvent" not in message["Body"]]
+
+
+def _sqs_event(messages: Sequence[Mapping[str, Any]], *, queue_url: str) -> dict[str, Any]:
+    """The event Lambda's SQS event source builds from received messages."""
+    arn = f"arn:aws:sqs:us-east-1:000000000000:{queue_url.rsplit('/', 1)[-1]}"
+    return {
+        "Records": [
+            {
+                "messageId": message["MessageId"],
+                "receiptHandle": message["ReceiptHandle"],
+                "body": message["Body"],
+                "attributes": {"ApproximateReceiveCount": "1"},
+                "messageAttributes": {},
+                "md5OfBody": message["MD5OfBody"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": arn,
+                "awsRegion": "us-east-1",
+            }
+            for message in messages
+        ]
+    }
+
+
+def _queries(
+    handler: Callable[..., Any], split: Split, *, settings: Settings, index: Any
+) -> list[QueryRecord]:
+    """Each query image through ``POST /search``; exact search over the stored vectors gives ANN recall."""
+    _refresh_opensearch(settings, index.name)
+    rows = {item.key: row for row, item in enumerate(split.indexed)}
+    corpus = _stored_vectors(index, split.indexed)
+    if index.count() != len(split.indexed):
+        raise EvalError(f"the index holds {index.count()} vectors; {len(split.indexed)} images were uploaded")
+    embedder = OnnxEmbedder.load(settings.model_dir, threads=max(settings.ort_threads, 1))
+    limits = ImageLimits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
+    copies = duplicate_counts(split.indexed)
+    by_key = {item.key: item for item in split.indexed}
+    records: list[QueryRecord] = []
+    for query in split.queries:
+        data = query.path.read_bytes()
+        k = K + copies[query.sha256]  # room to drop the query's own copies and still score ten
+        began = time.perf_counter()
+        answer = handler(
+            _search_event(data, k=k, settings=settings), LocalContext(aws_request_id=str(uuid.uuid4()))
+        )
+        latency_ms = (time.perf_counter() - began) * 1000
+        results = _results(answer, query=query, by_key=by_key)
+        vector = embedder.embed_images([data], limits=limits)[0]
+        recall = ann_recall([rows[r.key] for r in results], vector, corpus)
+        records.append(QueryRecord(query=query, results=results, latency_ms=latency_ms, ann_recall=recall))
+    return records
+
+
+def _search_event(data: bytes, *, k: int, settings: Settings) -> dict[str, Any]:
+    """``POST /search?k=..`` with the image inline, or by ``s3_key`` once uploaded when it is too large."""
+    if len(data) <= INLINE_LIMIT:
+        payload: dict[str, Any] = {"image": base64.b64encode(data).decode()}
+    else:
+        key = f"{settings.query_upload_prefix}eval-{uuid.uuid4().hex}"
+        boto3.client("s3", region_name=settings.aws_region).put_object(Bucket=BUCKET, Key=key, Body=data)
+        payload = {"s3_key": key}
+    return proxy_event(
+        method="POST",
+        target=f"/search?k={k}",
+        headers=[("Content-Type", "application/json")],
+        body=json.dumps(payload).encode(),
+        source_ip="127.0.0.1",
+    )
+
+
+def _results(answer: Mapping[str, Any], *, query: Item, by_key: Mapping[str, Item]) -> tuple[Retrieved, ...]:
+    if answer["statusCode"] != 200:
+        raise EvalError(
+            f"query {query.key!r} was refused with {answer['statusCode']}: {answer['body'][:300]}"
+        )
+    body = json.loads(answer["body"])
+    unknown = [hit["key"] for hit in body["results"] if hit["key"] not in by_key]
+    if unknown:
+        raise EvalError(f"query {query.key!r} returned keys that were never indexed: {unknown[:3]}")
+    return tuple(
+        Retrieved(
+            key=hit["key"], label=hit["label"], sha256=by_key[hit["key"]].sha256, similarity=hit["similarity"]
+        )
+        for hit in body["results"]
+    )
+
+
+def _stored_vectors(index: Any, items: Sequence[Item]) -> npt.NDArray[np.float32]:
+    """The vectors the index holds for ``items``, in their order, read back through the port."""
+    return np.stack([index.get(image_id_for(BUCKET, item.key)).vector for item in items]).astype(np.float32)
+
+
+def _refresh_opensearch(settings: Settings, name: str) -> None:
+    """OpenSearch shows writes to searches after a refresh; the embedded index shows them at once."""
+    if settings.opensearch_url:
+        from simsearch.index.opensearch import client_for
+
+        client_for(settings).indices.refresh(index=name)
+
+
+def _drop_opensearch_indexes(settings: Settings) -> None:
+    if settings.opensearch_url:
+        from simsearch.index.opensearch import client_for
+
+        client_for(settings).indices.delete(index=f"{settings.index_prefix}-*")
+
+
+__all__ = ["DatasetError", "EvalError", "IngestTiming", "RunConfig", "RunResult", "run"]

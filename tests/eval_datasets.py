@@ -1,0 +1,29 @@
+"""Tiny folder-per-class datasets built in ``tmp_path`` for the evaluation tests (no ``../shared`` needed)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def pattern_jpeg(seed: int, *, size: tuple[int, int] = (96, 80)) -> bytes:
+    """A JPEG of coloured blocks, different for every seed."""
+    blocks = np.random.default_rng(seed).integers(0, 256, size=(5, 6, 3), dtype=np.uint8)
+    image = Image.fromarray(blocks).resize(size, Image.Resampling.NEAREST)
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def folder_dataset(root: Path, counts: dict[str, int]) -> Path:
+    """``root/<label>/<n>.jpg`` with ``counts[label]`` distinct images per class."""
+    seed = 0
+    for label, count in counts.items():
+        (root / label).mkdir(parents=True, exist_ok=True)
+        for number in range(count):
+            seed += 1
+            (root / label / f"{number:02d}.jpg").write_bytes(pattern_jpeg(seed))
+    return root

@@ -1,0 +1,90 @@
+"""The evaluation end to end on a tiny dataset: real ingest and query handlers, moto S3/SQS, the real model.
+
+What it checks is the plumbing the metrics rest on: every indexed image went through ingestion, every
+query came back through the API with ``K`` results plus room for the query's copies, a byte copy of a
+query is found first and is left out in the duplicates-excluded view, and the report is written.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from opensearchpy import OpenSearch
+
+from evaluation.cli import main
+from evaluation.metrics import K
+from evaluation.run import RunConfig, run
+from tests.eval_datasets import folder_dataset
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def dataset(tmp_path: Path) -> Path:
+    """Three classes of 8 distinct images and one class of two byte-identical images."""
+    root = folder_dataset(tmp_path / "data", {"a": 8, "b": 8, "c": 8})
+    (root / "twins").mkdir()
+    for name in ("one.jpg", "two.jpg"):
+        (root / "twins" / name).write_bytes((root / "a" / "00.jpg").read_bytes())
+    return root
+
+
+def test_every_image_is_indexed_and_every_query_answered_through_the_handlers(
+    dataset: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    result = run(RunConfig(dataset=dataset, model_dir=model_dir, work_dir=tmp_path / "work", threads=1))
+    assert result.ingest.images == len(result.split.indexed) == 3 * 6 + 1
+    assert len(result.records) == 3 * 2 + 1
+    assert result.backend == "embedded"
+    assert all(r.ann_recall == 1.0 for r in result.records)  # below its HNSW threshold the index is exact
+
+    (twin,) = [r for r in result.records if r.query.label == "twins"]
+    # two indexed images share its bytes: the other twin and a/00.jpg (if a/00.jpg was not a query)
+    copies = sum(1 for item in result.split.indexed if item.sha256 == twin.query.sha256)
+    assert len(twin.results) == K + copies
+    assert twin.results[0].sha256 == twin.query.sha256
+    assert twin.results[0].similarity == pytest.approx(1.0, abs=1e-4)
+    assert all(r.sha256 != twin.query.sha256 for r in twin.top(exclude_duplicates=True))
+
+
+def test_the_command_writes_the_report_and_prints_the_table(
+    dataset: Path, model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "report"
+    status = main([str(dataset), "--out", str(out), "--model-dir", str(model_dir), "--threads", "1"])
+    assert status == 0
+    printed = capsys.readouterr().out
+    assert "| paper | ResNet50 | 360 |" in printed
+    assert "duplicates excluded" in printed
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["indexed"] == 19
+    assert metrics["queries"] == 7
+    assert (out / "examples.png").stat().st_size > 0
+
+
+def test_a_dataset_folder_that_does_not_exist_is_reported_not_raised(
+    tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = main([str(tmp_path / "absent"), "--out", str(tmp_path / "o"), "--model-dir", str(model_dir)])
+    assert status == 1
+    assert "invalid_dataset" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_the_evaluation_runs_against_opensearch_too(
+    dataset: Path, model_dir: Path, tmp_path: Path, opensearch_url: str, opensearch_client: OpenSearch
+) -> None:
+    config = RunConfig(
+        dataset=dataset,
+        model_dir=model_dir,
+        work_dir=tmp_path / "work",
+        opensearch_url=opensearch_url,
+        threads=1,
+    )
+    result = run(config)
+    assert result.backend == "opensearch"
+    assert len(result.records) == 7
+    assert min(r.ann_recall for r in result.records) >= 0.9
+    assert not opensearch_client.indices.exists(index=f"{result.index}*")  # the run removes what it made
