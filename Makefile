@@ -49,7 +49,7 @@ bench-local: deps model  ## IMAGES=folder (default ../shared/datasets/celebrity-
 	$(PY) -m devtools.bench_local $(if $(IMAGES),--images $(IMAGES))
 
 ## The whole suite: unit, integration (a real OpenSearch node that the tests start and stop), infra
-test: deps opensearch model browser
+test: deps lint opensearch model browser
 	$(PY) -m pytest
 
 test-unit: deps model
@@ -61,9 +61,10 @@ test-integration: deps opensearch model
 test-infra: deps model
 	$(PY) -m pytest -m infra
 
-lint: deps
+lint: deps  ## ruff (lint + format) and mypy --strict over everything but the tests
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy lambdas infra model localmode evaluation devtools app.py
 
 model-resnet50: deps  ## ResNet50: WEIGHTS=path/to/resnet50-0676ba61.pth, or synthetic weights of the same size
 	$(PY) -m model.build --arch resnet50 $(if $(WEIGHTS),--weights $(WEIGHTS),--synthetic) --out build/models/resnet50
