@@ -17,16 +17,13 @@ them, the size a phone uploads. Prints a table and writes JSON (default ``build/
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import resource
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from importlib.resources import files
 from io import BytesIO
 from pathlib import Path
 
@@ -35,12 +32,12 @@ import onnxruntime
 import PIL
 from PIL import Image
 
-from simsearch.embedder import OnnxEmbedder, ort_threads
-from simsearch.preprocess import ImageLimits, Tensor, decode_image, to_tensor
+from devtools import benchkit
+from devtools.benchkit import LIMITS
+from simsearch.embedder import OnnxEmbedder
+from simsearch.preprocess import Tensor, decode_image, to_tensor
 
-DEFAULT_MODEL_DIR = Path("build/models/mobilenet_v2")  # the Makefile's MODEL_DIR
 DEFAULT_OUT = Path("build/bench/embedding.json")
-LIMITS = ImageLimits(max_bytes=20 * 1024 * 1024, max_pixels=50_000_000)  # the Settings defaults
 PHONE_SIZE = (4032, 3024)
 
 
@@ -62,27 +59,12 @@ class Row:
         return self.sequential_ms_per_image / self.end_to_end_ms_per_image
 
 
-def sample_photos() -> list[bytes]:
-    return [(files("sklearn.datasets.images") / name).read_bytes() for name in ("china.jpg", "flower.jpg")]
-
-
 def phone_photo(photo: bytes) -> bytes:
     """A 12 MP JPEG at quality 90: upsampled, so smoother than a real photo, but as costly to decode."""
     image = Image.open(BytesIO(photo)).convert("RGB").resize(PHONE_SIZE, Image.Resampling.BICUBIC)
     buffer = BytesIO()
     image.save(buffer, "JPEG", quality=90)
     return buffer.getvalue()
-
-
-def interleaved_medians(works: dict[str, Callable[[], object]], *, repeats: int) -> dict[str, float]:
-    """Median seconds of each work, timed in turn within every round, so a busy neighbour slows all alike."""
-    timings: dict[str, list[float]] = {name: [] for name in works}
-    for _ in range(repeats):
-        for name, work in works.items():
-            started = time.perf_counter()
-            work()
-            timings[name].append(time.perf_counter() - started)
-    return {name: statistics.median(values) for name, values in timings.items()}
 
 
 def measure(embedder: OnnxEmbedder, label: str, encoded: Sequence[bytes], *, batch: int, repeats: int) -> Row:
@@ -94,15 +76,16 @@ def measure(embedder: OnnxEmbedder, label: str, encoded: Sequence[bytes], *, bat
         )
 
     tensors = prepare()
-    seconds = interleaved_medians(
+    timings = benchkit.interleaved(
         {
             "inference": lambda: embedder.embed_tensors(tensors),
             "end_to_end": lambda: embedder.embed_images(data, limits=LIMITS),
             "sequential": lambda: embedder.embed_tensors(prepare()),
         },
         repeats=repeats,
+        warm_up=0,  # main has warmed the session, the pool and Pillow up
     )
-    per_image_ms = {name: value * 1000 / batch for name, value in seconds.items()}
+    per_image_ms = {name: statistics.median(values) * 1000 / batch for name, values in timings.items()}
     return Row(
         images=label,
         batch=batch,
@@ -129,21 +112,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m devtools.bench_embedding", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR, help="built by `make model`")
+    parser.add_argument("--model-dir", type=Path, default=benchkit.MODEL_DIR, help="built by `make model`")
     parser.add_argument("--threads", type=int, default=0, help="0: every core, as off Lambda")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per cell (the median is kept)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
-    if not (args.model_dir / "manifest.json").is_file():
-        print(f"no model in {args.model_dir}: build it with `make model`", file=sys.stderr)
+    if not benchkit.model_is_built(args.model_dir):
         return 1
 
-    threads = ort_threads(args.threads, lambda_memory_mb=None, cpu_count=os.cpu_count())
+    threads = benchkit.local_ort_threads(args.threads)
     started = time.perf_counter()
     embedder = OnnxEmbedder.load(args.model_dir, threads=threads)
     load_seconds = time.perf_counter() - started
-    photos = sample_photos()
+    photos = benchkit.sample_photos()
     inputs = {"640x427 JPEG (sklearn)": photos, "4032x3024 JPEG (12 MP)": [phone_photo(photos[0])]}
     embedder.embed_images(photos, limits=LIMITS)  # first use of the pool and of Pillow's plugins
     rows = [
@@ -151,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for label, encoded in inputs.items()
         for batch in args.batches
     ]
-    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_rss_mb = benchkit.peak_rss_mb()
 
     print(f"model {embedder.model_id}, {threads} threads on {os.cpu_count()} cores")
     print(f"load + warm-up {load_seconds:.2f} s")
@@ -171,9 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "peak_rss_mb": peak_rss_mb,
         "rows": [asdict(row) | {"ratio": row.ratio, "pool_speedup": row.pool_speedup} for row in rows],
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {args.out}")
+    benchkit.write_report(args.out, report)
     return 0
 
 

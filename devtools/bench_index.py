@@ -19,7 +19,6 @@ the node has no faiss libraries). Results: a table on stdout and ``build/bench/i
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -36,6 +35,7 @@ import numpy as np
 import numpy.typing as npt
 from opensearchpy import OpenSearch
 
+from devtools import benchkit
 from simsearch.index.embedded import EmbeddedIndex, HnswParams
 from simsearch.index.naming import alias_name
 from simsearch.index.opensearch import IndexConfig, OpenSearchIndex
@@ -158,14 +158,54 @@ def measure(index: VectorIndex, queries: Matrix, truth: Truth) -> Measured:
     )
 
 
-def bench_embedded(
-    name: str,
-    data: Matrix,
-    queries: Matrix,
-    truth: Truth,
-    baseline: float,
-    args: argparse.Namespace,
-) -> list[Run]:
+@dataclass(frozen=True)
+class Workload:
+    """One dataset, ready for every adapter: its rows, its queries, and exact search's answers and speed."""
+
+    name: str
+    data: Matrix
+    queries: Matrix
+    truth: Truth
+    baseline_qps: float
+
+    @classmethod
+    def of(cls, name: str, data: Matrix, queries: Matrix) -> Workload:
+        truth = Truth.of(data, queries)
+        return cls(name=name, data=data, queries=queries, truth=truth, baseline_qps=exact_qps(data, queries))
+
+
+@dataclass(frozen=True)
+class Setting:
+    """The adapter a row measured and, for a graph search, its HNSW parameters."""
+
+    adapter: str
+    m: int | None = None
+    ef_construction: int | None = None
+    ef_search: int | None = None
+
+
+def measured_run(workload: Workload, setting: Setting, index: VectorIndex, *, docs_per_s: float) -> Run:
+    """Measure one setting and print its row at once: a full run takes long enough to want its progress."""
+    measured = measure(index, workload.queries, workload.truth)
+    run = Run(
+        dataset=workload.name,
+        adapter=setting.adapter,
+        m=setting.m,
+        ef_construction=setting.ef_construction,
+        ef_search=setting.ef_search,
+        recall_at_10=measured.recall,
+        qps=measured.qps,
+        p50_ms=measured.p50_ms,
+        qps_vs_exact=measured.qps / workload.baseline_qps,
+        bulk_docs_per_s=docs_per_s,
+        first_query_s=measured.first_query_s,
+    )
+    print(format_run(run), flush=True)
+    return run
+
+
+def bench_embedded(workload: Workload, args: argparse.Namespace) -> list[Run]:
+    data = workload.data
     runs = []
     with tempfile.TemporaryDirectory() as scratch:
         for mode, threshold in (("embedded-exact", len(data) + 1), ("embedded-hnsw", 0)):
@@ -185,36 +225,13 @@ def bench_embedded(
                     index = EmbeddedIndex.open(
                         path, prefix="bench", model_id="m", dim=data.shape[1], hnsw=hnsw
                     )
-                measured = measure(index, queries, truth)
-                graph = ef is not None
-                runs.append(
-                    Run(
-                        dataset=name,
-                        adapter=mode,
-                        m=args.m if graph else None,
-                        ef_construction=args.ef_construction if graph else None,
-                        ef_search=ef,
-                        recall_at_10=measured.recall,
-                        qps=measured.qps,
-                        p50_ms=measured.p50_ms,
-                        qps_vs_exact=measured.qps / baseline,
-                        bulk_docs_per_s=docs_per_s,
-                        first_query_s=measured.first_query_s,
-                    )
-                )
-                print(format_run(runs[-1]), flush=True)
+                setting = Setting(mode) if ef is None else Setting(mode, args.m, args.ef_construction, ef)
+                runs.append(measured_run(workload, setting, index, docs_per_s=docs_per_s))
     return runs
 
 
-def bench_opensearch(
-    name: str,
-    data: Matrix,
-    queries: Matrix,
-    truth: Truth,
-    baseline: float,
-    args: argparse.Namespace,
-    url: str,
-) -> list[Run]:
+def bench_opensearch(workload: Workload, args: argparse.Namespace, url: str) -> list[Run]:
+    data = workload.data
     admin = OpenSearch(hosts=[url], timeout=1800)
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     alias = alias_name(prefix, "m")
@@ -231,29 +248,15 @@ def bench_opensearch(
             admin.indices.forcemerge(index=target, max_num_segments=1)
             admin.indices.refresh(index=target)
         segments = len(admin.cat.segments(index=target, format="json"))
+        adapter = f"opensearch-lucene ({segments} segment{'s' * (segments != 1)})"
         for ef in args.ef:
             searcher = OpenSearchIndex(
                 OpenSearch(hosts=[url], timeout=60),
                 alias=alias,
                 config=IndexConfig(**{**asdict(config), "ef_search": ef}),
             )
-            measured = measure(searcher, queries, truth)
-            runs.append(
-                Run(
-                    dataset=name,
-                    adapter=f"opensearch-lucene ({segments} segment{'s' * (segments != 1)})",
-                    m=args.m,
-                    ef_construction=args.ef_construction,
-                    ef_search=ef,
-                    recall_at_10=measured.recall,
-                    qps=measured.qps,
-                    p50_ms=measured.p50_ms,
-                    qps_vs_exact=measured.qps / baseline,
-                    bulk_docs_per_s=docs_per_s,
-                    first_query_s=measured.first_query_s,
-                )
-            )
-            print(format_run(runs[-1]), flush=True)
+            setting = Setting(adapter, args.m, args.ef_construction, ef)
+            runs.append(measured_run(workload, setting, searcher, docs_per_s=docs_per_s))
     finally:
         admin.indices.delete(index=f"{prefix}-*")
         admin.close()
@@ -282,13 +285,8 @@ def opensearch_url(args: argparse.Namespace) -> Iterator[str | None]:
     if args.skip_opensearch:
         yield None
         return
-    if url := os.environ.get("OPENSEARCH_URL"):
+    with benchkit.opensearch_url(heap="1g") as url:
         yield url
-        return
-    from devtools.opensearch_node import OpenSearchNode, fetch
-
-    with OpenSearchNode(home=fetch(), heap="1g") as node:
-        yield node.url
 
 
 def datasets(args: argparse.Namespace) -> Iterator[tuple[str, Matrix, Matrix]]:
@@ -353,7 +351,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--dataset-dir", type=Path, default=DATASET_DIR, help=f"images to embed (default {DATASET_DIR})"
     )
-    parser.add_argument("--model-dir", type=Path, default=Path("build/models/mobilenet_v2"), help="the model")
+    parser.add_argument("--model-dir", type=Path, default=benchkit.MODEL_DIR, help="the model")
     parser.add_argument("--out", type=Path, default=Path("build/bench/index.json"))
     args = parser.parse_args(argv)
 
@@ -361,13 +359,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(HEADER, flush=True)
     with opensearch_url(args) as url:
         for name, data, queries in datasets(args):
-            truth = Truth.of(data, queries)
-            baseline = exact_qps(data, queries)
+            workload = Workload.of(name, data, queries)
+            baseline = workload.baseline_qps
             print(f"{name:<36}{'exact numpy (baseline)':<34}{'':>14}{1.0:>11.4f}{baseline:>9.1f}", flush=True)
-            runs += bench_embedded(name, data, queries, truth, baseline, args)
+            runs += bench_embedded(workload, args)
             if url is not None:
-                runs += bench_opensearch(name, data, queries, truth, baseline, args, url)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+                runs += bench_opensearch(workload, args, url)
     report = {
         "k": K,
         "queries": args.queries,
@@ -380,8 +377,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
         "runs": [asdict(run) for run in runs],
     }
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    benchkit.write_report(args.out, report)
     return 0
 
 

@@ -20,17 +20,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
 import os
 import platform
 import statistics
 import sys
 import tempfile
-import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -40,17 +37,17 @@ import onnxruntime
 from opensearchpy import OpenSearch
 from PIL import Image
 
-from simsearch.embedder import OnnxEmbedder, ort_threads
-from simsearch.preprocess import ImageLimits, decode_image, to_tensor
+from devtools import benchkit
+from devtools.benchkit import LIMITS, elapsed_seconds
+from simsearch.embedder import OnnxEmbedder
+from simsearch.preprocess import decode_image, to_tensor
 from simsearch.settings import Settings
 
-DEFAULT_MODEL_DIR = Path("build/models/mobilenet_v2")  # the Makefile's MODEL_DIR
 DEFAULT_OUT = Path("build/bench/ingest.json")
 BUCKET = "images"
 REGION = "us-east-1"
 BATCH = 10  # the ingest event source's batch size
 PHOTO_SIZE = (640, 480)
-LIMITS = ImageLimits(max_bytes=20 * 1024 * 1024, max_pixels=50_000_000)  # the Settings defaults
 
 
 @dataclass(frozen=True)
@@ -71,10 +68,7 @@ class Row:
 
 def photos(count: int, *, seed: int = 0) -> list[bytes]:
     """``count`` different 640x480 JPEGs cut from scikit-learn's two sample photographs."""
-    sources = [
-        Image.open(io.BytesIO((files("sklearn.datasets.images") / name).read_bytes())).convert("RGB")
-        for name in ("china.jpg", "flower.jpg")
-    ]
+    sources = [Image.open(io.BytesIO(photo)).convert("RGB") for photo in benchkit.sample_photos()]
     rng = np.random.default_rng(seed)
     encoded = []
     for n in range(count):
@@ -110,9 +104,7 @@ class Stage:
         )
         os.environ.update(settings.to_env())
         service.cache_clear()
-        started = time.perf_counter()
-        service()  # model load, warm-up run, index ensure: what a cold start pays
-        self.cold_start_s = time.perf_counter() - started
+        self.cold_start_s = elapsed_seconds(service)  # model load, warm-up, index ensure: a cold start's cost
         self.drain()  # the test event
 
     def upload(self, prefix: str, images: Sequence[bytes]) -> list[dict[str, Any]]:
@@ -169,12 +161,6 @@ def _sqs_event(messages: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def seconds(work: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    work()
-    return time.perf_counter() - started
-
-
 def measure(
     backend: str, settings: Settings, embedder: OnnxEmbedder, images: Sequence[bytes], *, repeats: int
 ) -> Row:
@@ -188,10 +174,12 @@ def measure(
     timings: dict[str, list[float]] = {"new": [], "duplicates": [], "bytes": [], "inference": []}
     for repeat in range(repeats):
         events = stage.upload(f"run-{repeat}", images)
-        timings["new"].append(seconds(lambda: stage.invoke(events)))  # noqa: B023 - called at once
-        timings["duplicates"].append(seconds(lambda: stage.invoke(events)))  # noqa: B023
-        timings["bytes"].append(seconds(lambda: [embedder.embed_images(b, limits=LIMITS) for b in batches]))
-        timings["inference"].append(seconds(lambda: [embedder.embed_tensors(t) for t in tensors]))
+        timings["new"].append(elapsed_seconds(lambda: stage.invoke(events)))  # noqa: B023 - called at once
+        timings["duplicates"].append(elapsed_seconds(lambda: stage.invoke(events)))  # noqa: B023
+        timings["bytes"].append(
+            elapsed_seconds(lambda: [embedder.embed_images(b, limits=LIMITS) for b in batches])
+        )
+        timings["inference"].append(elapsed_seconds(lambda: [embedder.embed_tensors(t) for t in tensors]))
     per_second = {name: len(images) / statistics.median(values) for name, values in timings.items()}
     return Row(
         backend=backend,
@@ -219,18 +207,6 @@ def table(rows: Sequence[Row]) -> str:
     return "\n".join([header, *lines])
 
 
-@contextlib.contextmanager
-def opensearch() -> Iterator[str]:
-    """``OPENSEARCH_URL`` if set, else a node of our own for the duration of the run."""
-    if url := os.environ.get("OPENSEARCH_URL"):
-        yield url
-        return
-    from devtools.opensearch_node import OpenSearchNode, fetch
-
-    with OpenSearchNode(home=fetch()) as node:
-        yield node.url
-
-
 def quiet_aws_environment() -> None:
     """Fake credentials for moto, and Powertools' per-image log lines off the console."""
     os.environ.update(
@@ -249,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m devtools.bench_ingest", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR, help="built by `make model`")
+    parser.add_argument("--model-dir", type=Path, default=benchkit.MODEL_DIR, help="built by `make model`")
     parser.add_argument("--images", type=int, default=100, help="uploads per timed run (batches of 10)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per row (the median is kept)")
     parser.add_argument("--threads", type=int, default=0, help="0: every core, as off Lambda")
@@ -258,20 +234,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
-    if not (args.model_dir / "manifest.json").is_file():
-        print(f"no model in {args.model_dir}: build it with `make model`", file=sys.stderr)
+    if not benchkit.model_is_built(args.model_dir):
         return 1
 
     from moto import mock_aws  # a development dependency: only this command needs it
 
     quiet_aws_environment()
-    threads = ort_threads(args.threads, lambda_memory_mb=None, cpu_count=os.cpu_count())
+    threads = benchkit.local_ort_threads(args.threads)
     embedder = OnnxEmbedder.load(args.model_dir, threads=threads)
     images = photos(args.images)
     rows = []
     with tempfile.TemporaryDirectory() as scratch, mock_aws(), contextlib.ExitStack() as stack:
         for backend in args.backends:
-            url = stack.enter_context(opensearch()) if backend == "opensearch" else ""
+            url = stack.enter_context(benchkit.opensearch_url()) if backend == "opensearch" else ""
             settings = Settings(
                 model_dir=args.model_dir,
                 images_bucket=BUCKET,
@@ -304,9 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             asdict(row) | {"handler_share_of_embedding": row.handler_share_of_embedding} for row in rows
         ],
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {args.out}")
+    benchkit.write_report(args.out, report)
     return 0
 
 

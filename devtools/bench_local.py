@@ -15,7 +15,6 @@ Prints a table and writes JSON (default ``build/bench/local.json``). Not a test:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -27,14 +26,14 @@ from typing import Any
 
 import requests
 
+from devtools import benchkit
 from localmode.stack import StackConfig, folder_images, local_settings, started, upload
-from simsearch.embedder import OnnxEmbedder, ort_threads
+from simsearch.embedder import OnnxEmbedder
 from simsearch.errors import SimsearchError
 from simsearch.preprocess import ImageLimits, decode_image
 from simsearch.settings import Settings
 
 DEFAULT_IMAGES = Path("../shared/datasets/celebrity-faces")
-DEFAULT_MODEL_DIR = Path("build/models/mobilenet_v2")
 BATCH = 10  # the SQS batch the worker hands to the handler
 
 
@@ -62,9 +61,7 @@ def measure(images: Path, *, model_dir: Path, queries: int) -> dict[str, Any]:
     paths = list(catalogue.values())
     with tempfile.TemporaryDirectory(prefix="bench-local-") as work:
         settings = local_settings(model_dir=model_dir.resolve(), index_path=Path(work) / "index.sqlite")
-        embedder = OnnxEmbedder.load(
-            settings.model_dir, threads=ort_threads(0, lambda_memory_mb=None, cpu_count=os.cpu_count())
-        )
+        embedder = OnnxEmbedder.load(settings.model_dir, threads=benchkit.local_ort_threads(0))
         limits = ImageLimits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
         baseline_s = embed_only(embedder, paths, limits)
         ingest_s, documents, search_ms = _through_the_stack(settings, catalogue, queries=queries)
@@ -117,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m devtools.bench_local", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--images", type=Path, default=DEFAULT_IMAGES, help="a folder (<label>/<file>)")
-    parser.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR)
+    parser.add_argument("--model-dir", type=Path, default=benchkit.MODEL_DIR)
     parser.add_argument("--queries", type=int, default=200, help="POST /search requests to time")
     parser.add_argument("--out", type=Path, default=Path("build/bench/local.json"))
     args = parser.parse_args(argv)
@@ -125,8 +122,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--images {args.images} is not a folder")
     result = measure(args.images, model_dir=args.model_dir, queries=args.queries)
     result["folder"] = str(args.images)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
     ratio = result["local_stack_images_per_s"] / result["embed_only_images_per_s"]
     print(f"{result['images']} images from {args.images} ({result['documents']} indexed)")
     print(f"  embed only (baseline)      {result['embed_only_images_per_s']:8.1f} images/s")
@@ -139,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("embed one image (baseline)", "embed_one"),
     ):
         print(f"  {name} p50 {result[prefix + '_p50_ms']:6.1f} ms  p95 {result[prefix + '_p95_ms']:6.1f} ms")
-    print(f"written to {args.out}")
+    benchkit.write_report(args.out, result)
     return 0
 
 

@@ -18,17 +18,14 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import platform
 import statistics
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -36,16 +33,15 @@ import numpy as np
 from moto import mock_aws
 from PIL import Image
 
-from devtools.opensearch_node import OpenSearchNode, fetch
+from devtools import benchkit
 from localmode.api_gateway import LambdaHandler, LocalContext, proxy_event
-from simsearch.embedder import OnnxEmbedder, ort_threads
+from simsearch.embedder import OnnxEmbedder
 from simsearch.ids import image_id_for
 from simsearch.index import Document, ImageMetadata
 from simsearch.index.opensearch import OpenSearchIndex, client_for
 from simsearch.preprocess import ImageLimits, decode_image
 from simsearch.settings import Settings
 
-DEFAULT_MODEL_DIR = Path("build/models/mobilenet_v2")  # the Makefile's MODEL_DIR
 DEFAULT_OUT = Path("build/bench/query.json")
 TARGET_BYTES = 100 * 1024
 GOAL_OVERHEAD_MS = 20.0
@@ -62,24 +58,13 @@ class Row:
 
 def query_jpeg() -> bytes:
     """scikit-learn's china.jpg re-encoded at the highest quality that keeps it near 100 KB."""
-    photo = Image.open(io.BytesIO((files("sklearn.datasets.images") / "china.jpg").read_bytes())).convert(
-        "RGB"
-    )
+    photo = Image.open(io.BytesIO(benchkit.sample_photos()[0])).convert("RGB")
     for quality in range(95, 40, -5):
         buffer = io.BytesIO()
         photo.save(buffer, "JPEG", quality=quality)
         if buffer.tell() <= TARGET_BYTES * 1.1:
             return buffer.getvalue()
     raise AssertionError("no quality gives a ~100 KB JPEG")
-
-
-@contextmanager
-def opensearch_url() -> Iterator[str]:
-    if url := os.environ.get("OPENSEARCH_URL"):
-        yield url
-        return
-    with OpenSearchNode(home=fetch()) as node:
-        yield node.url
 
 
 def fill(index: OpenSearchIndex, *, documents: int, dim: int) -> None:
@@ -99,26 +84,13 @@ def fill(index: OpenSearchIndex, *, documents: int, dim: int) -> None:
             raise RuntimeError(f"indexing failed: {dict(list(written.failed.items())[:3])}")
 
 
-def interleaved(
-    works: dict[str, Callable[[], object]], *, repeats: int, warm_up: int
-) -> dict[str, list[float]]:
-    """Milliseconds of each work, run in turn ``repeats`` times after ``warm_up`` untimed rounds."""
-    timings: dict[str, list[float]] = {name: [] for name in works}
-    for round_number in range(warm_up + repeats):
-        for name, work in works.items():
-            started = time.perf_counter()
-            work()
-            if round_number >= warm_up:
-                timings[name].append((time.perf_counter() - started) * 1000)
-    return timings
-
-
-def row(path: str, timings: Sequence[float]) -> Row:
+def row(path: str, seconds: Sequence[float]) -> Row:
+    milliseconds = [value * 1000 for value in seconds]
     return Row(
         path=path,
-        p50_ms=statistics.median(timings),
-        p95_ms=statistics.quantiles(timings, n=20)[18],
-        mean_ms=statistics.fmean(timings),
+        p50_ms=statistics.median(milliseconds),
+        p95_ms=statistics.quantiles(milliseconds, n=20)[18],
+        mean_ms=statistics.fmean(milliseconds),
     )
 
 
@@ -136,9 +108,7 @@ def run(*, model_dir: Path, documents: int, repeats: int, url: str) -> dict[str,
 
     query.service()  # load the model now, not in the first timed request
     handler: LambdaHandler = query.handler
-    threads = ort_threads(
-        settings.ort_threads, lambda_memory_mb=None, cpu_count=os.cpu_count()
-    )  # as the handler
+    threads = benchkit.local_ort_threads(settings.ort_threads)  # as the handler
     embedder = OnnxEmbedder.load(model_dir, threads=threads)
     index = OpenSearchIndex.connect(settings, model_id=embedder.model_id, dim=embedder.dim, refresh=True)
     concrete = index.ensure()
@@ -161,7 +131,7 @@ def run(*, model_dir: Path, documents: int, repeats: int, url: str) -> dict[str,
             if response["statusCode"] != 200:
                 raise RuntimeError(f"/search answered {response['statusCode']}: {response['body']}")
 
-        timings = interleaved(
+        timings = benchkit.interleaved(
             {
                 "embed only (decode + preprocess + ONNX)": lambda: embedder.embed(
                     [decode_image(data, limits=limits).rgb]
@@ -213,23 +183,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m devtools.bench_query", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR, help="built by `make model`")
+    parser.add_argument("--model-dir", type=Path, default=benchkit.MODEL_DIR, help="built by `make model`")
     parser.add_argument("--documents", type=int, default=2000, help="random vectors in the index")
     parser.add_argument("--repeats", type=int, default=100, help="timed requests per path")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
-    if not (args.model_dir / "manifest.json").is_file():
-        print(f"no model in {args.model_dir}: build it with `make model`", file=sys.stderr)
+    if not benchkit.model_is_built(args.model_dir):
         return 1
     with ExitStack() as stack:
-        url = stack.enter_context(opensearch_url())
+        url = stack.enter_context(benchkit.opensearch_url())
         stack.enter_context(mock_aws())
         report = run(model_dir=args.model_dir, documents=args.documents, repeats=args.repeats, url=url)
     print(f"model {report['model_id']}, {report['image_bytes']} byte JPEG, {report['documents']} documents")
     print(table(report))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {args.out}")
+    benchkit.write_report(args.out, report)
     return 0
 
 

@@ -15,7 +15,6 @@ function of the same signature plus an entry there, and gets its own rows in the
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
 import platform
@@ -31,6 +30,7 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
+from devtools import benchkit
 from model.architectures import MOBILENET_V2, RESNET50
 from model.build import (
     DEFAULT_CACHE,
@@ -142,21 +142,10 @@ def measure(model_dir: Path, settings: Settings, images: Batch) -> Measurement:
             )
     return Measurement(
         load_and_warmup_s=load_s,
-        peak_rss_mb=_peak_rss_mb(),
+        peak_rss_mb=benchkit.peak_rss_mb(),
         rows=rows,
         embeddings=session.run(None, {manifest.input_name: images})[0],
     )
-
-
-def _peak_rss_mb() -> float:
-    """This process's peak resident memory (Linux ``VmHWM``).
-
-    Not ``getrusage``'s ``ru_maxrss``: Linux carries that over from the parent across fork and exec, so
-    a child spawned by a parent that has just built ResNet50 would report the parent's peak.
-    """
-    status = Path("/proc/self/status").read_text(encoding="ascii")
-    kib = next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))
-    return int(kib) / 1024
 
 
 def _measure_in_fresh_process(model_dir: Path, settings: Settings, images: Batch) -> Measurement:
@@ -283,9 +272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "models": [asdict(report) for report in reports],
         "int8_verdicts": [asdict(verdict) for verdict in verdicts],
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {args.out}")
+    benchkit.write_report(args.out, document)
     return 0
 
 

@@ -1,0 +1,97 @@
+"""What the benchmark commands (``devtools.bench_*``, ``model.bench``) share: inputs, timing and reporting.
+
+Each command measures something else, but they build their inputs, time their work, find an OpenSearch
+node and write their JSON the same way; doing that in one place keeps their numbers comparable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from importlib.resources import files
+from pathlib import Path
+
+from simsearch.embedder import ort_threads
+from simsearch.preprocess import ImageLimits
+from simsearch.settings import Settings
+
+MODEL_DIR = Path("build/models/mobilenet_v2")  # the Makefile's MODEL_DIR
+LIMITS = ImageLimits(max_bytes=Settings.max_image_bytes, max_pixels=Settings.max_image_pixels)
+"""The deployed defaults, so a benchmark decodes exactly what the functions would accept."""
+
+
+def model_is_built(model_dir: Path) -> bool:
+    """Whether ``make model`` has written ``model_dir``; if not, says so on stderr (``main`` returns 1)."""
+    if (model_dir / "manifest.json").is_file():
+        return True
+    print(f"no model in {model_dir}: build it with `make model`", file=sys.stderr)
+    return False
+
+
+def local_ort_threads(requested: int) -> int:
+    """ONNX Runtime threads as the handlers choose them off Lambda: ``requested``, or 0 for every core."""
+    return ort_threads(requested, lambda_memory_mb=None, cpu_count=os.cpu_count())
+
+
+def sample_photos() -> list[bytes]:
+    """scikit-learn's two 640x427 sample JPEGs (china, flower): real photographs, with nothing to download."""
+    return [(files("sklearn.datasets.images") / name).read_bytes() for name in ("china.jpg", "flower.jpg")]
+
+
+def elapsed_seconds(work: Callable[[], object]) -> float:
+    """Wall seconds of one call of ``work``."""
+    started = time.perf_counter()
+    work()
+    return time.perf_counter() - started
+
+
+def interleaved(
+    works: Mapping[str, Callable[[], object]], *, repeats: int, warm_up: int
+) -> dict[str, list[float]]:
+    """Seconds of each work, run in turn ``repeats`` times after ``warm_up`` untimed rounds.
+
+    Taking turns within every round makes a busy neighbour on a shared machine slow all the works
+    alike, so their ratios hold even when their absolute times drift.
+    """
+    timings: dict[str, list[float]] = {name: [] for name in works}
+    for round_number in range(warm_up + repeats):
+        for name, work in works.items():
+            seconds = elapsed_seconds(work)
+            if round_number >= warm_up:
+                timings[name].append(seconds)
+    return timings
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (Linux ``VmHWM``).
+
+    Not ``getrusage``'s ``ru_maxrss``: Linux carries that over from the parent across fork and exec, so
+    a child spawned by a parent that has just built ResNet50 would report the parent's peak.
+    """
+    status = Path("/proc/self/status").read_text(encoding="ascii")
+    kib = next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))
+    return int(kib) / 1024
+
+
+@contextmanager
+def opensearch_url(*, heap: str | None = None) -> Iterator[str]:
+    """``OPENSEARCH_URL`` if set, else a node of our own for the run, with ``heap`` if given."""
+    if url := os.environ.get("OPENSEARCH_URL"):
+        yield url
+        return
+    from devtools.opensearch_node import OpenSearchNode, fetch  # model.bench never needs a node
+
+    node = OpenSearchNode(home=fetch()) if heap is None else OpenSearchNode(home=fetch(), heap=heap)
+    with node as running:
+        yield running.url
+
+
+def write_report(path: Path, report: Mapping[str, object]) -> None:
+    """Write the report as indented JSON, creating ``build/bench/`` (git ignores it), and say where."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {path}")
