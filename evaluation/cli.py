@@ -6,11 +6,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import get_args
 
 from evaluation.report import metrics_table, write_report
 from evaluation.run import RunConfig, run
 from evaluation.split import DEFAULT_QUERY_FRACTION, DEFAULT_SEED
 from simsearch.errors import SimsearchError
+from simsearch.settings import Engine
 
 DEFAULT_MODEL_DIR = Path("build/models/mobilenet_v2")  # what `make model` builds
 
@@ -27,6 +29,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--opensearch-url",
         default="",
         help="index into this OpenSearch node (no auth) instead of the embedded index",
+    )
+    parser.add_argument(
+        "--engine",
+        choices=get_args(Engine),
+        default="lucene",
+        help="k-NN engine of the OpenSearch index (the Maven Central test node has lucene only)",
     )
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the stratified split")
     parser.add_argument("--query-fraction", type=float, default=DEFAULT_QUERY_FRACTION)
@@ -46,6 +54,7 @@ def evaluate(args: argparse.Namespace) -> int:
         model_dir=args.model_dir,
         work_dir=args.out / "work",
         opensearch_url=args.opensearch_url,
+        engine=args.engine,
         seed=args.seed,
         query_fraction=args.query_fraction,
         threads=args.threads,

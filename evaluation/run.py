@@ -40,7 +40,7 @@ from simsearch.ids import image_id_for
 from simsearch.index import connect_index
 from simsearch.manifest import ModelManifest
 from simsearch.preprocess import ImageLimits
-from simsearch.settings import Settings
+from simsearch.settings import Engine, Settings
 
 BUCKET = "eval-images"
 QUEUE = "eval-uploads"
@@ -69,6 +69,7 @@ class RunConfig:
     model_dir: Path
     work_dir: Path
     opensearch_url: str = ""
+    engine: Engine = "lucene"  # a local node has no faiss libraries; an Amazon OpenSearch domain has both
     seed: int = DEFAULT_SEED
     query_fraction: float = DEFAULT_QUERY_FRACTION
     threads: int = 0
@@ -139,6 +140,7 @@ def _settings(config: RunConfig) -> Settings:
         images_bucket=BUCKET,
         opensearch_url=config.opensearch_url,
         opensearch_auth="none",
+        engine=config.engine,
         embedded_index_path=index_file,
         # a prefix per run: a run never reads another's vectors, and cleaning up cannot touch real indexes
         index_prefix=f"eval-{uuid.uuid4().hex[:8]}" if config.opensearch_url else "eval",
