@@ -34,6 +34,7 @@ from evaluation.dataset import DatasetError, Item, duplicate_counts, scan
 from evaluation.metrics import K, QueryRecord, Retrieved, ann_recall
 from evaluation.split import DEFAULT_QUERY_FRACTION, DEFAULT_SEED, Split, stratified_split
 from localmode.api_gateway import LocalContext, proxy_event
+from localmode.worker import discard_unpublished_metrics
 from simsearch.embedder import OnnxEmbedder
 from simsearch.errors import SimsearchError
 from simsearch.ids import image_id_for
@@ -186,6 +187,7 @@ def _ingest(handler: Callable[..., Any], items: Sequence[Item], *, settings: Set
             context = LocalContext(aws_request_id=str(uuid.uuid4()))
             response = handler(_sqs_event(pending, queue_url=queue_url), context)
             handler_seconds += time.perf_counter() - began
+            discard_unpublished_metrics()
             failed = {failure["itemIdentifier"] for failure in response["batchItemFailures"]}
             pending = [message for message in pending if message["MessageId"] in failed]
         if pending:

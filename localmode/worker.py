@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from aws_lambda_powertools import Metrics
+
 from localmode.api_gateway import LambdaHandler, LocalContext
 from localmode.cloud import LocalCloud
 
@@ -79,6 +81,15 @@ def s3_records_in(body: str) -> int:
     return len(records) if isinstance(records, list) else 0
 
 
+def discard_unpublished_metrics() -> None:
+    """Drop the metrics a handler recorded but did not print.
+
+    Local runs set ``POWERTOOLS_METRICS_DISABLED``; Powertools then skips printing *and* clearing, so its
+    shared metric set would grow with every batch and leak into the next invocation that does print.
+    """
+    Metrics().clear_metrics()
+
+
 class QueueWorker:
     """Polls ``cloud``'s uploads queue on a thread and runs ``handler`` on each batch until stopped."""
 
@@ -126,6 +137,7 @@ class QueueWorker:
             log_group_name="/aws/lambda/simsearch-ingest-local",
         )
         response = self._handler(event, context)
+        discard_unpublished_metrics()
         retry = {item["itemIdentifier"] for item in response.get("batchItemFailures", [])}
         done = [message for message in messages if message["MessageId"] not in retry]
         self._delete(done)
