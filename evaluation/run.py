@@ -34,7 +34,7 @@ from evaluation.dataset import DatasetError, Item, duplicate_counts, scan
 from evaluation.metrics import K, QueryRecord, Retrieved, ann_recall
 from evaluation.split import DEFAULT_QUERY_FRACTION, DEFAULT_SEED, Split, stratified_split
 from localmode.api_gateway import LocalContext, proxy_event
-from localmode.worker import discard_unpublished_metrics
+from localmode.worker import discard_unpublished_metrics, lambda_sqs_event
 from simsearch.embedder import OnnxEmbedder
 from simsearch.errors import SimsearchError
 from simsearch.ids import image_id_for
@@ -175,6 +175,8 @@ def _ingest(handler: Callable[..., Any], items: Sequence[Item], *, settings: Set
     s3 = boto3.client("s3", region_name=settings.aws_region)
     sqs = boto3.client("sqs", region_name=settings.aws_region)
     queue_url = _bucket_notifying_queue(s3, sqs)
+    attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]
+    queue_arn = attributes["QueueArn"]
     started, handler_seconds = time.perf_counter(), 0.0
     for start in range(0, len(items), LAMBDA_BATCH):
         for item in items[start : start + LAMBDA_BATCH]:
@@ -185,7 +187,8 @@ def _ingest(handler: Callable[..., Any], items: Sequence[Item], *, settings: Set
                 break
             began = time.perf_counter()
             context = LocalContext(aws_request_id=str(uuid.uuid4()))
-            response = handler(_sqs_event(pending, queue_url=queue_url), context)
+            event = lambda_sqs_event(pending, queue_arn=queue_arn, region=settings.aws_region)
+            response = handler(event, context)
             handler_seconds += time.perf_counter() - began
             discard_unpublished_metrics()
             failed = {failure["itemIdentifier"] for failure in response["batchItemFailures"]}
@@ -219,27 +222,6 @@ def _drain(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
         sqs.delete_message_batch(QueueUrl=queue_url, Entries=entries)
         received += batch
     return [message for message in received if "s3:TestEvent" not in message["Body"]]
-
-
-def _sqs_event(messages: Sequence[Mapping[str, Any]], *, queue_url: str) -> dict[str, Any]:
-    """The event Lambda's SQS event source builds from received messages."""
-    arn = f"arn:aws:sqs:us-east-1:000000000000:{queue_url.rsplit('/', 1)[-1]}"
-    return {
-        "Records": [
-            {
-                "messageId": message["MessageId"],
-                "receiptHandle": message["ReceiptHandle"],
-                "body": message["Body"],
-                "attributes": {"ApproximateReceiveCount": "1"},
-                "messageAttributes": {},
-                "md5OfBody": message["MD5OfBody"],
-                "eventSource": "aws:sqs",
-                "eventSourceARN": arn,
-                "awsRegion": "us-east-1",
-            }
-            for message in messages
-        ]
-    }
 
 
 def _queries(
