@@ -9,6 +9,7 @@ from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
+from handlers.gateway import BINARY_MEDIA_TYPES
 from infra.config import DeploymentConfig
 from infra.functions import FunctionSpec, managed_policy_finding, python_function
 from infra.governance import acknowledge
@@ -27,8 +28,6 @@ ROUTES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("GET", "health", ()),
     ("GET", "openapi.json", ()),
 )
-# Bodies of these types reach the function base64-encoded and intact; JSON stays text.
-BINARY_MEDIA_TYPES = ("image/*", "application/octet-stream")
 CORS_HEADERS = ("Content-Type", "X-Api-Key", "Authorization", "X-Amz-Date", "X-Amz-Security-Token")
 
 

@@ -27,10 +27,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-logger = logging.getLogger(__name__)
+from handlers.gateway import BINARY_MEDIA_TYPES
 
-BINARY_MEDIA_TYPES = ("image/*", "application/octet-stream")
-"""The REST API's ``binaryMediaTypes`` (``infra/query_api.py``): such bodies arrive base64-encoded."""
+logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
 """API Gateway refuses larger payloads itself; Lambda's 6 MB limit is the handler's to explain."""

@@ -16,10 +16,11 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match, Template
 
+from handlers.gateway import BINARY_MEDIA_TYPES
 from infra.config import PROFILES
 from infra.ingestion import MAX_RECEIVES
 from infra.packaging import HANDLERS, LAMBDA_MODEL_DIR, MODELS
-from infra.query_api import BINARY_MEDIA_TYPES, ROUTES
+from infra.query_api import ROUTES
 from simsearch.index.naming import alias_name, failures_name
 from simsearch.manifest import ModelManifest
 from simsearch.settings import Settings

@@ -1,0 +1,8 @@
+"""What API Gateway does in front of the query handler, written once for the CDK app and the local gateway.
+
+Standard library only: ``infra/query_api.py`` configures the REST API with it at synth time and
+``localmode/api_gateway.py`` imitates the same encoding, so the two cannot drift apart.
+"""
+
+BINARY_MEDIA_TYPES = ("image/*", "application/octet-stream")
+"""The REST API's ``binaryMediaTypes``: such bodies reach the function base64-encoded; JSON stays text."""
