@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import evaluation
 from localmode import discovery
+from model import whiten
 from simsearch.errors import SimsearchError
 
 if TYPE_CHECKING:
@@ -376,6 +377,12 @@ COMMANDS: tuple[Command, ...] = (
     Command("failures", "list images that could not be indexed, and why", _configure_failures, _failures),
     Command(
         "build-model", "build the ONNX model (what `make model` does)", _configure_build_model, _build_model
+    ),
+    Command(
+        "whiten",
+        "fit a whitening on a corpus (folder or s3://) and write the whitened model",
+        whiten.add_arguments,
+        whiten.run,
     ),
     Command(
         "eval",

@@ -122,7 +122,7 @@ def build(
             quantization="int8-qdq",
             onnx_sha256=hashlib.sha256(model).hexdigest(),
         )
-    _write(out_dir, model, manifest)
+    write_model(out_dir, model, manifest)
     return Built(out_dir, manifest, reused=False)
 
 
@@ -167,7 +167,7 @@ def _sha256(path: Path) -> str:
         return hashlib.file_digest(file, "sha256").hexdigest()
 
 
-def _write(out_dir: Path, model: bytes, manifest: ModelManifest) -> None:
+def write_model(out_dir: Path, model: bytes, manifest: ModelManifest) -> None:
     """Model first, manifest last: a directory with a manifest always holds a complete model."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / MANIFEST_FILE).unlink(missing_ok=True)

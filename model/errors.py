@@ -37,3 +37,9 @@ class WeightsUnavailableError(ModelBuildError):
     """The weights could not be obtained (no network, pip failed); the message says how to supply them."""
 
     code = "weights_unavailable"
+
+
+class ProjectionFitError(ModelBuildError):
+    """A whitening cannot be fitted on this corpus (too few images or labels for the dimensions asked)."""
+
+    code = "projection_fit"

@@ -126,16 +126,21 @@ class GraphBuilder:
         With ``tta="hflip"`` the trunk saw each image and its mirror (``with_mirror_images``); their
         pooled features are summed before normalising, so the embedding is invariant to the flip.
         """
-        pool, features, norm, clamped = HEAD_NODES
+        pool, features, norm, _ = HEAD_NODES
         pooled = self.node("Flatten", [self._global_pool(x, pooling, name=pool)], name=features, axis=1)
         if tta == "hflip":
             shape = self.constant("hflip.shape", np.array([2, -1, channels], dtype=np.int64))
             pairs = self.node("Reshape", [pooled, shape], name="hflip.pairs")
             axis = self.constant("hflip.axis", np.array([0], dtype=np.int64))
             pooled = self.node("ReduceSum", [pairs, axis], name="hflip.sum", keepdims=0)
-        length = self.node("ReduceL2", [pooled], name=norm, axes=[1], keepdims=1)
-        epsilon = self.constant(f"{norm}.epsilon", np.array(_NORM_EPSILON, dtype=np.float32))
-        return self.node("Div", [pooled, self.node("Max", [length, epsilon], name=clamped)], name=output_name)
+        return self.l2_normalised(pooled, name=norm, output_name=output_name)
+
+    def l2_normalised(self, x: str, *, name: str, output_name: str) -> str:
+        """Each row of ``(N, D)`` divided by its L2 norm (at least ``_NORM_EPSILON``), as ``F.normalize``."""
+        length = self.node("ReduceL2", [x], name=name, axes=[1], keepdims=1)
+        epsilon = self.constant(f"{name}.epsilon", np.array(_NORM_EPSILON, dtype=np.float32))
+        clamped = self.node("Max", [length, epsilon], name=f"{name}.clamped")
+        return self.node("Div", [x, clamped], name=output_name)
 
     def _global_pool(self, x: str, pooling: Pooling, *, name: str) -> str:
         """Average pooling, or GeM: ``mean(max(x, ε)^p)^(1/p)`` over each channel's spatial positions."""
@@ -147,6 +152,26 @@ class GraphBuilder:
         powered = self.node("Pow", [self.node("Clip", [x, low], name="gem.clamp"), p], name="gem.pow")
         mean = self.node("GlobalAveragePool", [powered], name="gem.mean")
         return self.node("Pow", [mean, inverse], name=name)
+
+    def appended_to(self, base: onnx.ModelProto, *, output: str, output_dim: int) -> onnx.ModelProto:
+        """``base`` followed by this builder's nodes, which read base's output as ``self.input_name``.
+
+        ``output`` becomes the single output; base's metadata (opset, IR, producer) is kept.
+        """
+        (base_output,) = base.graph.output
+        nodes = [_renamed_output(node, base_output.name, self.input_name) for node in base.graph.node]
+        graph = helper.make_graph(
+            nodes + self._nodes,
+            base.graph.name,
+            list(base.graph.input),
+            [helper.make_tensor_value_info(output, TensorProto.FLOAT, ("batch", output_dim))],
+            initializer=list(base.graph.initializer) + list(self._initializers.values()),
+        )
+        model = onnx.ModelProto()
+        model.CopyFrom(base)
+        model.graph.CopyFrom(graph)
+        onnx.checker.check_model(model, full_check=True)
+        return model
 
     def model(
         self, output: str, *, output_dim: int, graph_name: str, producer_version: str
@@ -168,6 +193,15 @@ class GraphBuilder:
         )
         onnx.checker.check_model(model, full_check=True)
         return model
+
+
+def _renamed_output(node: onnx.NodeProto, old: str, new: str) -> onnx.NodeProto:
+    renamed = onnx.NodeProto()
+    renamed.CopyFrom(node)
+    renamed.output[:] = [new if name == old else name for name in node.output]
+    if renamed.name == old:  # nodes here are named like their output, and names must stay unique
+        renamed.name = new
+    return renamed
 
 
 def to_bytes(model: onnx.ModelProto) -> bytes:

@@ -17,6 +17,7 @@ from simsearch.errors import ConfigError
 MANIFEST_FILE = "manifest.json"
 
 Quantization = Literal["none", "int8-qdq"]
+Projection = Literal["none", "pca-whitening", "learned-whitening"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,6 +45,13 @@ class ModelManifest:
     pooling: str = "avg"  # "avg", or "gem" (generalised mean, p = 3)
     test_time_augmentation: Literal["none", "hflip"] = "none"  # "hflip": the image and its mirror, summed
     quantization: Quantization = "none"
+    # A whitening fitted on an indexed corpus and folded into the graph after the L2 head (model.projection):
+    # ``embedding_dim`` is then its output size, and ``base_model_id`` names the model it was fitted for.
+    projection: Projection = "none"
+    projection_shrinkage: float = 0.0
+    projection_images: int = 0  # how many corpus images the fit saw
+    projection_labels: int = 0  # how many distinct labels (learned whitening only)
+    base_model_id: str = ""
     onnx_file: str = "model.onnx"
     onnx_sha256: str
     weights_file: str
