@@ -8,9 +8,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import get_args
 
-from evaluation.report import metrics_table, write_report
-from evaluation.run import RunConfig, run
+from evaluation.report import Summary, metrics_table, write_report
+from evaluation.run import RunConfig, WhiteningConfig, run
 from evaluation.split import DEFAULT_QUERY_FRACTION, DEFAULT_SEED
+from model.projection import DEFAULT_DIMS, DEFAULT_SHRINKAGE, Method
 from simsearch.errors import SimsearchError
 from simsearch.settings import Engine
 
@@ -39,6 +40,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the stratified split")
     parser.add_argument("--query-fraction", type=float, default=DEFAULT_QUERY_FRACTION)
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: one per core)")
+    whitening = parser.add_argument_group("whitening (fitted on the indexed images, applied on both paths)")
+    whitening.add_argument("--whitening", choices=["none", *get_args(Method)], default="none")
+    whitening.add_argument("--whitening-dims", type=int, default=DEFAULT_DIMS)
+    whitening.add_argument(
+        "--whitening-shrinkage",
+        type=float,
+        help=f"default: {', '.join(f'{m} {v:g}' for m, v in DEFAULT_SHRINKAGE.items())}",
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="METRICS_JSON",
+        help="another run's metrics.json, shown above this run in the report (before/after)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -58,13 +73,28 @@ def evaluate(args: argparse.Namespace) -> int:
         seed=args.seed,
         query_fraction=args.query_fraction,
         threads=args.threads,
+        whitening=_whitening(args),
     )
+    try:
+        baseline = Summary.load(args.baseline) if args.baseline else None
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        print(f"error (bad_baseline): cannot read {args.baseline}: {error}", file=sys.stderr)
+        return 1
     try:
         result = run(config, progress=lambda line: print(line, file=sys.stderr))
     except SimsearchError as error:
         print(f"error ({error.code}): {error}", file=sys.stderr)
         return 1
-    summary = write_report(result, args.out, variant=args.variant)
-    print(metrics_table(summary))
+    summary = write_report(result, args.out, variant=args.variant, baseline=baseline)
+    print(metrics_table(summary, baseline=baseline))
     print(f"report: {args.out / 'report.md'}", file=sys.stderr)
     return 0
+
+
+def _whitening(args: argparse.Namespace) -> WhiteningConfig | None:
+    if args.whitening == "none":
+        return None
+    shrinkage = (
+        DEFAULT_SHRINKAGE[args.whitening] if args.whitening_shrinkage is None else args.whitening_shrinkage
+    )
+    return WhiteningConfig(method=args.whitening, dims=args.whitening_dims, shrinkage=shrinkage)

@@ -2,7 +2,8 @@
 
 The Markdown puts the paper's reported row (ResNet50, 360 queries, hit@10 = 0.819) beside ours, scored
 with duplicates of the query counted (the paper's protocol) and excluded. ``metrics.json`` holds the
-same numbers, for comparing runs and variants.
+same numbers, for comparing runs and variants: given a baseline's ``metrics.json``, the report shows
+its rows above this run's (before and after a retrieval option).
 """
 
 from __future__ import annotations
@@ -60,6 +61,17 @@ class Summary:
     latency_ms_p95: float
     ingest_images_per_second: float
     ingest_wall_seconds: float
+    whitening: str = "none"  # what the model's projection is and what it was fitted on
+    whitening_fit_seconds: float = 0.0
+
+    @classmethod
+    def load(cls, path: Path) -> Summary:
+        """A run's numbers back from its ``metrics.json`` (JSON turned the k of ``hit_at`` into strings)."""
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        for view in ("with_duplicates", "duplicates_excluded"):
+            scores = raw[view]
+            raw[view] = Quality(**{**scores, "hit_at": {int(k): v for k, v in scores["hit_at"].items()}})
+        return cls(**raw)
 
 
 def summarise(result: RunResult, *, variant: str) -> Summary:
@@ -82,46 +94,67 @@ def summarise(result: RunResult, *, variant: str) -> Summary:
         latency_ms_p95=percentile([r.latency_ms for r in records], 95),
         ingest_images_per_second=result.ingest.images_per_second,
         ingest_wall_seconds=result.ingest.wall_seconds,
+        whitening=_whitening(result),
+        whitening_fit_seconds=result.fit_seconds,
     )
 
 
-def write_report(result: RunResult, out: Path, *, variant: str) -> Summary:
-    """Write ``report.md``, ``metrics.json`` and the plots into ``out``; returns the numbers."""
+def _whitening(result: RunResult) -> str:
+    manifest = result.manifest
+    if manifest.projection == "none":
+        return "none"
+    labels = f", {manifest.projection_labels} labels" if manifest.projection_labels else ""
+    return (
+        f"{manifest.projection} to {manifest.embedding_dim} d, shrinkage {manifest.projection_shrinkage:g}, "
+        f"fitted on the {manifest.projection_images} indexed images{labels} (base {manifest.base_model_id})"
+    )
+
+
+def write_report(result: RunResult, out: Path, *, variant: str, baseline: Summary | None = None) -> Summary:
+    """Write ``report.md``, ``metrics.json`` and the plots into ``out``; returns the numbers.
+
+    ``baseline`` (another run's numbers, on the same split) is shown above this run in the tables.
+    """
     out.mkdir(parents=True, exist_ok=True)
     summary = summarise(result, variant=variant)
     (out / "metrics.json").write_text(json.dumps(asdict(summary), indent=2) + "\n", encoding="utf-8")
     _hit_curve(summary, out / "hit_at_k.png")
     _per_class(summary, out / "per_class_hit_at_10.png")
     _examples(result.records, out / "examples.png")
-    (out / "report.md").write_text(markdown(summary), encoding="utf-8")
+    (out / "report.md").write_text(markdown(summary, baseline=baseline), encoding="utf-8")
     return summary
 
 
-def metrics_table(summary: Summary) -> str:
-    """The paper's row and ours, as a Markdown table."""
+def metrics_table(summary: Summary, *, baseline: Summary | None = None) -> str:
+    """The paper's row, the baseline's (if any) and ours, as a Markdown table."""
     header = (
         "| run | model | queries | hit@1 | hit@5 | hit@10 | P@10 | mAP@10 |\n"
         "|---|---|---:|---:|---:|---:|---:|---:|"
     )
     paper = f"| paper | {PAPER.model} | {PAPER.queries} | – | – | {PAPER.hit_at_10:.3f} | – | – |"
-    rows = [
-        _row(f"ours ({summary.variant})", summary.model_id, summary.with_duplicates),
-        _row(f"ours ({summary.variant}), duplicates excluded", summary.model_id, summary.duplicates_excluded),
-    ]
+    rows = [row for run in (baseline, summary) if run is not None for row in _rows(run)]
     return "\n".join([header, paper, *rows])
 
 
-def markdown(summary: Summary) -> str:
+def _rows(run: Summary) -> list[str]:
+    return [
+        _row(f"ours ({run.variant})", run.model_id, run.with_duplicates),
+        _row(f"ours ({run.variant}), duplicates excluded", run.model_id, run.duplicates_excluded),
+    ]
+
+
+def markdown(summary: Summary, *, baseline: Summary | None = None) -> str:
     return f"""# Retrieval evaluation: {Path(summary.dataset).name}
 
 Dataset `{summary.dataset}`: {summary.classes} classes; {summary.indexed} images indexed through the
 ingest handler, {summary.queries} queried through `POST /search` (stratified split, seed
 {summary.seed}, query fraction {summary.query_fraction}). Model `{summary.model_id}`,
-{summary.backend} index `{summary.index}`.
+{summary.backend} index `{summary.index}`. Whitening: {summary.whitening}.
 
-{metrics_table(summary)}
+{metrics_table(summary, baseline=baseline)}
 
 "Duplicates excluded" leaves byte-identical copies of the query (same sha256) out of its results.
+{_baseline_note(summary, baseline)}
 
 | speed | value |
 |---|---:|
@@ -130,6 +163,7 @@ ingest handler, {summary.queries} queried through `POST /search` (stratified spl
 | query latency p95 (handler, ms) | {summary.latency_ms_p95:.1f} |
 | ingest throughput (images/s in the ingest handler) | {summary.ingest_images_per_second:.1f} |
 | ingest wall time (upload to last batch, s) | {summary.ingest_wall_seconds:.1f} |
+| whitening fit (embed the indexed images + fit, s) | {summary.whitening_fit_seconds:.1f} |
 
 ![hit@k](hit_at_k.png)
 
@@ -137,6 +171,21 @@ ingest handler, {summary.queries} queried through `POST /search` (stratified spl
 
 ![example queries](examples.png)
 """
+
+
+def _baseline_note(summary: Summary, baseline: Summary | None) -> str:
+    """Says whether the baseline was measured on the same split: only then are the rows comparable."""
+    if baseline is None:
+        return ""
+    same = (baseline.dataset, baseline.seed, baseline.query_fraction, baseline.indexed, baseline.queries) == (
+        summary.dataset,
+        summary.seed,
+        summary.query_fraction,
+        summary.indexed,
+        summary.queries,
+    )
+    split = "the same split" if same else "**a different split** (the rows are not comparable)"
+    return f"The `{baseline.variant}` rows are the baseline run, on {split}.\n"
 
 
 def _row(name: str, model: str, scores: Quality) -> str:

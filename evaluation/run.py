@@ -6,6 +6,10 @@ batches of ten, and each query is a ``POST /search`` API Gateway event for ``han
 The vectors land in the embedded index (a fresh SQLite file in the work folder) or, with
 ``opensearch_url``, in OpenSearch under a prefix of their own, removed at the end.
 
+With ``whitening``, the run first fits it on the indexed 80 % (their base-model vectors and folder
+labels, never a query's) and appends it to the model (``model.projection``); both handlers then run the
+whitened model, as a deployment of it would.
+
 The handlers build their composition root from ``SIMSEARCH_*`` variables once per process (``@cache``);
 the run sets the variables, clears those caches before and after, and restores the environment.
 """
@@ -35,6 +39,7 @@ from evaluation.metrics import K, QueryRecord, Retrieved, ann_recall
 from evaluation.split import DEFAULT_QUERY_FRACTION, DEFAULT_SEED, Split, stratified_split
 from localmode.api_gateway import LocalContext, proxy_event
 from localmode.worker import discard_unpublished_metrics, lambda_sqs_event
+from model.projection import Method, fit_whitening, whitened_model
 from simsearch.embedder import OnnxEmbedder
 from simsearch.errors import SimsearchError
 from simsearch.ids import image_id_for
@@ -47,6 +52,7 @@ BUCKET = "eval-images"
 QUEUE = "eval-uploads"
 LAMBDA_BATCH = 10  # what the SQS event source hands the ingest function at most
 DELIVERIES = 3  # the queue's maxReceiveCount: a message still failing then would go to the DLQ
+FIT_BATCH = 32  # images per inference call while embedding the corpus a whitening is fitted on
 INLINE_LIMIT = 4 * 1024 * 1024  # larger queries are uploaded and searched by s3_key, as clients must
 
 _QUIET_POWERTOOLS = {
@@ -63,6 +69,15 @@ class EvalError(SimsearchError):
 
 
 @dataclass(frozen=True, kw_only=True)
+class WhiteningConfig:
+    """A whitening to fit on the indexed images before they are ingested (``model.projection``)."""
+
+    method: Method
+    dims: int
+    shrinkage: float
+
+
+@dataclass(frozen=True, kw_only=True)
 class RunConfig:
     """What to evaluate and where; ``opensearch_url`` empty means the embedded index."""
 
@@ -74,6 +89,7 @@ class RunConfig:
     seed: int = DEFAULT_SEED
     query_fraction: float = DEFAULT_QUERY_FRACTION
     threads: int = 0
+    whitening: WhiteningConfig | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,6 +114,7 @@ class RunResult:
     split: Split
     ingest: IngestTiming
     records: tuple[QueryRecord, ...]
+    fit_seconds: float = 0.0  # embedding the indexed images with the base model and fitting the whitening
 
 
 def run(config: RunConfig, *, progress: Callable[[str], None] = lambda _: None) -> RunResult:
@@ -109,8 +126,13 @@ def run(config: RunConfig, *, progress: Callable[[str], None] = lambda _: None) 
         ConfigError: the model directory or settings are unusable.
     """
     split = stratified_split(scan(config.dataset), seed=config.seed, query_fraction=config.query_fraction)
-    manifest = ModelManifest.load(config.model_dir)
-    settings = _settings(config)
+    model_dir, fit_seconds = config.model_dir, 0.0
+    if config.whitening is not None:
+        began = time.perf_counter()
+        model_dir = _whitened(config, config.whitening, split.indexed, progress=progress)
+        fit_seconds = time.perf_counter() - began
+    manifest = ModelManifest.load(model_dir)
+    settings = _settings(config, model_dir)
     progress(f"{len(split.indexed)} images to index, {len(split.queries)} queries, model {manifest.model_id}")
     with _handlers(settings) as (ingest, query):
         timing = _ingest(ingest.handler, split.indexed, settings=settings)
@@ -128,16 +150,43 @@ def run(config: RunConfig, *, progress: Callable[[str], None] = lambda _: None) 
         split=split,
         ingest=timing,
         records=tuple(records),
+        fit_seconds=fit_seconds,
     )
 
 
-def _settings(config: RunConfig) -> Settings:
+def _whitened(
+    config: RunConfig, whitening: WhiteningConfig, indexed: Sequence[Item], *, progress: Callable[[str], None]
+) -> Path:
+    """Fit ``whitening`` on the base model's vectors of ``indexed``; the whitened model's directory."""
+    embedder = OnnxEmbedder.load(config.model_dir, threads=max(config.threads, 1))
+    limits = ImageLimits(max_bytes=Settings.max_image_bytes, max_pixels=Settings.max_image_pixels)
+    vectors = np.concatenate(
+        [
+            embedder.embed_images(
+                [item.path.read_bytes() for item in indexed[start : start + FIT_BATCH]], limits=limits
+            )
+            for start in range(0, len(indexed), FIT_BATCH)
+        ]
+    )
+    fitted = fit_whitening(
+        vectors,
+        method=whitening.method,
+        dims=whitening.dims,
+        shrinkage=whitening.shrinkage,
+        labels=[item.label for item in indexed],
+    )
+    manifest = whitened_model(config.model_dir, fitted, out_dir=config.work_dir / "model")
+    progress(f"fitted {manifest.projection} on {fitted.images} indexed images: model {manifest.model_id}")
+    return config.work_dir / "model"
+
+
+def _settings(config: RunConfig, model_dir: Path) -> Settings:
     index_file = config.work_dir / "index.sqlite"
     for stale in (index_file, index_file.with_suffix(".sqlite-wal"), index_file.with_suffix(".sqlite-shm")):
         stale.unlink(missing_ok=True)  # every run starts from an empty index
     config.work_dir.mkdir(parents=True, exist_ok=True)
     return Settings(
-        model_dir=config.model_dir,
+        model_dir=model_dir,
         images_bucket=BUCKET,
         opensearch_url=config.opensearch_url,
         opensearch_auth="none",
@@ -307,4 +356,4 @@ def _drop_opensearch_indexes(settings: Settings) -> None:
         client_for(settings).indices.delete(index=f"{settings.index_prefix}-*")
 
 
-__all__ = ["DatasetError", "EvalError", "IngestTiming", "RunConfig", "RunResult", "run"]
+__all__ = ["DatasetError", "EvalError", "IngestTiming", "RunConfig", "RunResult", "WhiteningConfig", "run"]

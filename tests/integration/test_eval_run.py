@@ -8,6 +8,7 @@ query is found first and is left out in the duplicates-excluded view, and the re
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from opensearchpy import OpenSearch
 
 from evaluation.cli import main
 from evaluation.metrics import K
-from evaluation.run import RunConfig, run
+from evaluation.run import RunConfig, WhiteningConfig, run
 from tests.eval_datasets import folder_dataset
 
 pytestmark = pytest.mark.slow
@@ -70,6 +71,69 @@ def test_a_dataset_folder_that_does_not_exist_is_reported_not_raised(
     status = main([str(tmp_path / "absent"), "--out", str(tmp_path / "o"), "--model-dir", str(model_dir)])
     assert status == 1
     assert "invalid_dataset" in capsys.readouterr().err
+
+
+def test_a_whitening_is_fitted_on_the_indexed_images_and_served_by_both_handlers(
+    dataset: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    whitening = WhiteningConfig(method="learned", dims=6, shrinkage=0.1)
+    config = RunConfig(dataset=dataset, model_dir=model_dir, work_dir=tmp_path / "work", threads=1)
+    result = run(replace(config, whitening=whitening))
+
+    assert result.manifest.projection == "learned-whitening"
+    # fitted on the 19 indexed images only; "twins" has one of them, so three labels have pairs
+    assert (result.manifest.projection_images, result.manifest.projection_labels) == (19, 3)
+    assert "-lw6-" in result.manifest.model_id
+    assert result.manifest.model_id in result.index  # the whitened vectors have an index of their own
+    assert result.fit_seconds > 0
+    assert len(result.records) == 7
+    (twin,) = [r for r in result.records if r.query.label == "twins"]
+    assert twin.results[0].sha256 == twin.query.sha256  # a byte copy still maps onto itself
+    assert all(r.ann_recall == 1.0 for r in result.records)  # exact search over the whitened vectors agrees
+
+
+def test_a_baseline_run_is_shown_above_the_whitened_run_in_the_report(
+    dataset: Path, model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    common = [str(dataset), "--model-dir", str(model_dir), "--threads", "1"]
+    assert main([*common, "--out", str(tmp_path / "before"), "--variant", "plain"]) == 0
+    baseline = tmp_path / "before" / "metrics.json"
+    capsys.readouterr()
+    after = [
+        "--whitening",
+        "pca",
+        "--whitening-dims",
+        "5",
+        "--variant",
+        "whitened",
+        "--baseline",
+        str(baseline),
+    ]
+    assert main([*common, "--out", str(tmp_path / "after"), *after]) == 0
+
+    printed = capsys.readouterr().out.splitlines()
+    names = [line.split(" | ")[0] for line in printed if line.startswith("| ours")]
+    assert names == [
+        "| ours (plain)",
+        "| ours (plain), duplicates excluded",
+        "| ours (whitened)",
+        "| ours (whitened), duplicates excluded",
+    ]
+    report = (tmp_path / "after" / "report.md").read_text(encoding="utf-8")
+    assert "Whitening: pca-whitening to 5 d, shrinkage 1, fitted on the 19 indexed images" in report
+    assert "The `plain` rows are the baseline run, on the same split." in report
+    metrics = json.loads((tmp_path / "after" / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["whitening"].startswith("pca-whitening")
+
+
+def test_an_unreadable_baseline_is_reported_before_anything_runs(
+    dataset: Path, model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "bad.json").write_text("{not json", encoding="utf-8")
+    argv = [str(dataset), "--out", str(tmp_path / "o"), "--model-dir", str(model_dir)]
+    assert main([*argv, "--baseline", str(tmp_path / "bad.json")]) == 1
+    assert "bad_baseline" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.integration

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from PIL import Image
 
 from evaluation.dataset import scan
 from evaluation.metrics import QueryRecord, Retrieved
-from evaluation.report import PAPER, write_report
+from evaluation.report import PAPER, Summary, summarise, write_report
 from evaluation.run import IngestTiming, RunConfig, RunResult
 from evaluation.split import stratified_split
 from simsearch.manifest import ModelManifest
@@ -73,3 +74,21 @@ def test_the_report_folder_holds_markdown_metrics_and_three_png_plots(tmp_path: 
     assert metrics["queries"] == summary.queries == 3
     assert metrics["ingest_images_per_second"] == 15 / 2.0  # 15 indexed in 2 s of handler time
     assert metrics["latency_ms_p50"] == 11.0
+
+
+def test_metrics_json_reads_back_into_the_same_numbers(tmp_path: Path) -> None:
+    dataset = folder_dataset(tmp_path / "data", {"a": 6, "b": 6, "c": 6})
+    summary = write_report(result_for(dataset, tmp_path), tmp_path / "report", variant="baseline")
+    assert Summary.load(tmp_path / "report" / "metrics.json") == summary
+
+
+def test_a_baseline_from_another_split_is_flagged_as_not_comparable(tmp_path: Path) -> None:
+    dataset = folder_dataset(tmp_path / "data", {"a": 6, "b": 6, "c": 6})
+    before = replace(
+        summarise(result_for(dataset, tmp_path), variant="seed 7"), seed=7
+    )  # as if run with --seed 7
+    write_report(result_for(dataset, tmp_path), tmp_path / "report", variant="after", baseline=before)
+    markdown = (tmp_path / "report" / "report.md").read_text(encoding="utf-8")
+    assert "| ours (seed 7), duplicates excluded | tiny-test-c1 | 3 |" in markdown
+    assert "The `seed 7` rows are the baseline run, on **a different split**" in markdown
+    assert "Whitening: none." in markdown
