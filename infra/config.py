@@ -35,6 +35,7 @@ class DeploymentConfig:
     model: ModelName = "resnet50"
     weights: str = ""  # local path of the ResNet50 checkpoint; synth never downloads one
     weights_tag: str = ""  # the checkpoint's release (e.g. IMAGENET1K_V2); empty: the converter's default
+    model_dir: str = ""  # a model directory built beforehand (e.g. by model.whiten); replaces model/weights
     data_node_type: str
     data_nodes: int
     master_node_type: str

@@ -96,7 +96,8 @@ class Bundle:
 
 
 def resolve_model(config: DeploymentConfig, *, models: Path = MODELS) -> Path:
-    """The model directory for ``config.model``, converted (or reused) by ``python -m model.build``.
+    """The model directory: ``config.model_dir`` as given, else ``config.model`` converted (or reused) by
+    ``python -m model.build``.
 
     Synth never downloads ResNet50: its checkpoint comes from ``-c weights=PATH``, and without one synth
     stops here instead of falling back to another model.
@@ -104,6 +105,10 @@ def resolve_model(config: DeploymentConfig, *, models: Path = MODELS) -> Path:
     Raises:
         ConfigError: no ResNet50 checkpoint was given, or the converter failed (its message included).
     """
+    if config.model_dir:
+        model_dir = Path(config.model_dir).expanduser().resolve()
+        ModelManifest.load(model_dir)  # a ConfigError naming the directory when there is no model in it
+        return model_dir
     if config.model == "resnet50" and not config.weights:
         raise ConfigError(
             "model=resnet50 needs its ImageNet checkpoint and synth never downloads it. On a machine with "

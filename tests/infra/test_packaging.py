@@ -179,3 +179,11 @@ def _pinned(package: str) -> str:
     match = re.search(rf"^{package}==[^\s#]+", text, re.MULTILINE)
     assert match, f"{package} is not pinned in requirements.txt"
     return match.group(0)
+
+
+def test_a_prebuilt_model_directory_is_deployed_as_given(model_dir: Path, tmp_path: Path) -> None:
+    config = replace(PROFILES["dev"], model_dir=str(model_dir))
+    assert resolve_model(config, models=tmp_path / "models") == model_dir.resolve()
+    assert not (tmp_path / "models").exists()  # nothing converted
+    with pytest.raises(ConfigError, match="no model manifest"):
+        resolve_model(replace(config, model_dir=str(tmp_path)), models=tmp_path / "models")
