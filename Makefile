@@ -83,9 +83,10 @@ bench-index: deps opensearch model  ## recall@10 / QPS / docs/s of both index ad
 bench-query: deps opensearch model  ## p50/p95 of POST /search vs embedding alone, same run
 	$(PY) -m devtools.bench_query
 
-## Evaluation: DATASET=folder with one sub-folder per class; the report goes to OUT (Markdown + plots)
+## Evaluation: DATASET=folder with one sub-folder per class; the report goes to OUT (Markdown + plots);
+## ARGS passes options, e.g. ARGS="--whitening learned --baseline build/eval/<name>/metrics.json"
 eval: deps model
-	$(PY) -m evaluation $(DATASET) --out $(or $(OUT),build/eval/$(notdir $(DATASET)))
+	$(PY) -m evaluation $(DATASET) --out $(or $(OUT),build/eval/$(notdir $(DATASET))) $(ARGS)
 
 synth: deps model  ## offline: MobileNetV2; WEIGHTS=path/to/resnet50-0676ba61.pth synthesises the ResNet50 deployment
 	npx cdk synth --quiet $(if $(WEIGHTS),-c weights=$(WEIGHTS),-c model=mobilenet_v2)

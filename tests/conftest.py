@@ -21,24 +21,36 @@ ROOT = Path(__file__).resolve().parents[1]
 MODEL_DIR = ROOT / "build" / "models" / "mobilenet_v2"  # the Makefile's MODEL_DIR (`make model`)
 
 
-CELEBRITY_REPORT = (
-    ROOT / "build" / "eval" / "celebrity" / "report.md"
-)  # tests/integration/test_eval_celebrity.py
+EVAL = ROOT / "build" / "eval"
+REPORTS = {  # section -> the reports it may show, the most complete first (tests/integration/test_eval_*.py)
+    "celebrity faces (MobileNetV2; with learned whitening)": (
+        EVAL / "celebrity-whitened",
+        EVAL / "celebrity",
+    ),
+    "digits, the second dataset (MobileNetV2; with learned whitening)": (EVAL / "digits-whitened",),
+}
 _SESSION_STARTED = time.time()
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Show the paper's experiment beside ours (the celebrity evaluation's tables) when this run made them.
+    """Show the paper's experiment beside ours (the evaluations' tables) when this run made them.
 
+    A whitened run's report holds its baseline's rows too, so one report per dataset says it all.
     Printed here, before pytest's closing summary line, so that line stays the last one of the run.
     """
-    if not CELEBRITY_REPORT.is_file() or CELEBRITY_REPORT.stat().st_mtime < _SESSION_STARTED:
-        return
-    terminalreporter.section("evaluation: celebrity faces (MobileNetV2)")
-    for line in CELEBRITY_REPORT.read_text(encoding="utf-8").splitlines():
-        if line.startswith("!["):  # the plots: stop at the first image
-            break
-        terminalreporter.write_line(line)
+    for section, candidates in REPORTS.items():
+        fresh = [
+            report
+            for report in (folder / "report.md" for folder in candidates)
+            if report.is_file() and report.stat().st_mtime >= _SESSION_STARTED
+        ]
+        if not fresh:
+            continue
+        terminalreporter.section(f"evaluation: {section}")
+        for line in fresh[0].read_text(encoding="utf-8").splitlines():
+            if line.startswith("!["):  # the plots: stop at the first image
+                break
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")
