@@ -37,6 +37,7 @@ from moto import mock_aws
 from evaluation.dataset import DatasetError, Item, duplicate_counts, scan
 from evaluation.metrics import K, QueryRecord, Retrieved, ann_recall
 from evaluation.split import DEFAULT_QUERY_FRACTION, DEFAULT_SEED, Split, stratified_split
+from evaluation.vectors import embed_items
 from localmode.api_gateway import LocalContext, proxy_event
 from localmode.worker import discard_unpublished_metrics, lambda_sqs_event
 from model.projection import Method, fit_whitening, whitened_model
@@ -52,7 +53,6 @@ BUCKET = "eval-images"
 QUEUE = "eval-uploads"
 LAMBDA_BATCH = 10  # what the SQS event source hands the ingest function at most
 DELIVERIES = 3  # the queue's maxReceiveCount: a message still failing then would go to the DLQ
-FIT_BATCH = 32  # images per inference call while embedding the corpus a whitening is fitted on
 INLINE_LIMIT = 4 * 1024 * 1024  # larger queries are uploaded and searched by s3_key, as clients must
 
 _QUIET_POWERTOOLS = {
@@ -158,16 +158,7 @@ def _whitened(
     config: RunConfig, whitening: WhiteningConfig, indexed: Sequence[Item], *, progress: Callable[[str], None]
 ) -> Path:
     """Fit ``whitening`` on the base model's vectors of ``indexed``; the whitened model's directory."""
-    embedder = OnnxEmbedder.load(config.model_dir, threads=max(config.threads, 1))
-    limits = ImageLimits(max_bytes=Settings.max_image_bytes, max_pixels=Settings.max_image_pixels)
-    vectors = np.concatenate(
-        [
-            embedder.embed_images(
-                [item.path.read_bytes() for item in indexed[start : start + FIT_BATCH]], limits=limits
-            )
-            for start in range(0, len(indexed), FIT_BATCH)
-        ]
-    )
+    vectors = embed_items(indexed, config.model_dir, threads=config.threads)
     fitted = fit_whitening(
         vectors,
         method=whitening.method,

@@ -153,3 +153,20 @@ def test_the_evaluation_runs_against_opensearch_too(
     assert min(r.ann_recall for r in result.records) >= 0.9
     # the run removes what it made (a wildcard `exists` is true even when nothing matches)
     assert opensearch_client.indices.get(index=f"{result.index}*") == {}
+
+
+def test_the_sweep_command_embeds_the_dataset_and_prints_every_setting(
+    dataset: Path, model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from evaluation.sweep import main as sweep
+
+    argv = [str(dataset), "--model-dir", str(model_dir), "--dims", "3,5", "--shrinkage", "0.1"]
+    assert sweep([*argv, "--development-seeds", "1,2", "--held-out-seed", "0"]) == 0
+    rows = [
+        line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "---" not in line
+    ]
+    assert sorted(row.split(" | ")[0] for row in rows[1:]) == [
+        "| learned 3 d, shrinkage 0.1",
+        "| learned 5 d, shrinkage 0.1",
+        "| none",
+    ]

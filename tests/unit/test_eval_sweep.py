@@ -1,0 +1,66 @@
+"""The whitening sweep: settings are ranked on the development seeds; the held-out seed is only reported."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from evaluation.dataset import Item, scan
+from evaluation.split import stratified_split
+from evaluation.sweep import exact_quality, main, sweep, table, whitening
+from tests.eval_datasets import folder_dataset
+
+LABELS, PER_LABEL, WIDTH = 5, 10, 32
+
+
+def dataset_with_vectors(root: Path) -> tuple[list[Item], npt.NDArray[np.float32]]:
+    """Items of five labels; their vectors differ by label a little and by a shared nuisance a lot."""
+    items = scan(folder_dataset(root, {f"l{n}": PER_LABEL for n in range(LABELS)}))
+    rng = np.random.default_rng(0)
+    rows = []
+    for item in items:
+        label = int(item.label[1:])
+        nuisance = np.zeros(WIDTH)
+        nuisance[LABELS : 2 * LABELS] = rng.normal(size=LABELS)
+        rows.append(1.0 + 0.3 * np.eye(WIDTH)[label] + nuisance + 0.02 * rng.normal(size=WIDTH))
+    vectors = np.array(rows)
+    return items, (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_exact_quality_scores_a_perfect_ranking_as_perfect(tmp_path: Path) -> None:
+    items, _ = dataset_with_vectors(tmp_path / "d")
+    split = stratified_split(items, seed=0)
+    one_hot = np.eye(LABELS, dtype=np.float32)
+    corpus = one_hot[[int(item.label[1:]) for item in split.indexed]]
+    asked = one_hot[[int(item.label[1:]) for item in split.queries]]
+    scored = exact_quality(split.indexed, split.queries, corpus, asked)
+    assert (scored.hit_at[1], scored.precision_at_10, scored.map_at_10) == (1.0, 0.8, 1.0)  # 8 per label
+
+
+def test_the_sweep_ranks_by_the_development_seeds_and_reports_the_held_out_one(tmp_path: Path) -> None:
+    items, vectors = dataset_with_vectors(tmp_path / "d")
+    candidates = sweep(
+        items,
+        vectors,
+        {"none": None, "learned 8": whitening("learned", 8, 0.1)},
+        development=[1, 2],
+        held_out=0,
+        targets=(0.5, 0.9),
+    )
+    assert [c.name for c in candidates] == ["learned 8", "none"]
+    best, raw = candidates
+    assert best.development[0] > raw.development[0]
+    assert best.score == pytest.approx(min(best.development[0] / 0.5, best.development[1] / 0.9))
+    assert best.held_out[0] > raw.held_out[0]
+    rendered = table(candidates, development=[1, 2], held_out=0).splitlines()
+    assert rendered[0].startswith("| setting | score | hit@1 (seeds 1,2) |")
+    assert "| hit@1 (seed 0) |" in rendered[0]
+    assert rendered[2].startswith("| learned 8 | ")
+
+
+def test_the_held_out_seed_cannot_also_be_a_development_seed(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit):
+        main([str(tmp_path), "--development-seeds", "0,1", "--held-out-seed", "0"])
