@@ -6,6 +6,9 @@ embeds the dataset once with the base model and, per split, fits ``model.project
 images and ranks the queries by exact cosine over the same vectors: what the handlers compute, minus
 the transport (a real run on the held-out split reproduces its row to the last digit).
 
+``--unseen-labels N`` asks whether a learned whitening carries over to labels it was not fitted on:
+per seed, N labels are drawn and left out of the fit, and only their images are indexed and queried.
+
 Settings are chosen on the development seeds only, by the worst ratio to the targets
 (``min(hit@1 / target, hit@10 / target)``, duplicates excluded, averaged over those seeds), and then
 reported on the held-out seed, which the choice never saw. Prints a Markdown table, best first.
@@ -14,6 +17,7 @@ reported on the held-out seed, which the choice never saw. Prints a Markdown tab
 from __future__ import annotations
 
 import argparse
+import random
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -29,10 +33,11 @@ from evaluation.metrics import K, Quality, QueryRecord, Retrieved, quality
 from evaluation.split import DEFAULT_QUERY_FRACTION, stratified_split
 from evaluation.vectors import embed_items
 from model.projection import Method, fit_whitening
-from simsearch.errors import SimsearchError
+from simsearch.errors import InvalidRequestError, SimsearchError
 
 Vectors = npt.NDArray[np.float32]
-Transform = Callable[[Vectors, Vectors, Sequence[Item]], tuple[Vectors, Vectors]]
+Transform = Callable[[Vectors, Sequence[Item], Vectors, Vectors], tuple[Vectors, Vectors]]
+"""(vectors and items to fit on, indexed vectors, query vectors) -> the last two, transformed."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,10 +68,11 @@ def exact_quality(
 
 
 def whitening(method: Method, dims: int, shrinkage: float) -> Transform:
-    def transform(corpus: Vectors, asked: Vectors, indexed: Sequence[Item]) -> tuple[Vectors, Vectors]:
-        fitted = fit_whitening(
-            corpus, method=method, dims=dims, shrinkage=shrinkage, labels=[item.label for item in indexed]
-        )
+    def transform(
+        fit_on: Vectors, fit_items: Sequence[Item], corpus: Vectors, asked: Vectors
+    ) -> tuple[Vectors, Vectors]:
+        labels = [item.label for item in fit_items]
+        fitted = fit_whitening(fit_on, method=method, dims=dims, shrinkage=shrinkage, labels=labels)
         return fitted.apply(corpus), fitted.apply(asked)
 
     return transform
@@ -80,22 +86,36 @@ def sweep(
     development: Sequence[int],
     held_out: int,
     targets: tuple[float, float],
+    unseen_labels: int = 0,
 ) -> list[Candidate]:
-    """Score every transform on every seed; best development score first."""
+    """Score every transform on every seed; best development score first.
+
+    With ``unseen_labels``, each seed also draws that many labels whose images the fit never sees:
+    the transform is fitted on the other labels' indexed images, and only the unseen labels' images
+    are indexed and queried (does the whitening carry over to people it was not fitted on?).
+    """
     row_of = {item.key: row for row, item in enumerate(items)}
-    splits = {
-        seed: stratified_split(items, seed=seed, query_fraction=DEFAULT_QUERY_FRACTION)
-        for seed in {*development, held_out}
-    }
+    labels = sorted({item.label for item in items})
+    if not 0 <= unseen_labels < len(labels):
+        raise InvalidRequestError(f"unseen_labels is {unseen_labels}; the dataset has {len(labels)} labels")
+    rows = {}
+    for seed in {*development, held_out}:
+        split = stratified_split(items, seed=seed, query_fraction=DEFAULT_QUERY_FRACTION)
+        unseen = set(random.Random(seed).sample(labels, unseen_labels))
+        scored_labels = unseen or set(labels)
+        fit = [item for item in split.indexed if item.label not in unseen]
+        indexed = [item for item in split.indexed if item.label in scored_labels]
+        queries = [item for item in split.queries if item.label in scored_labels]
+        rows[seed] = (fit, indexed, queries)
     candidates = []
     for name, transform in transforms.items():
         scores = {}
-        for seed, split in splits.items():
-            corpus = vectors[[row_of[item.key] for item in split.indexed]]
-            asked = vectors[[row_of[item.key] for item in split.queries]]
+        for seed, (fit, indexed, queries) in rows.items():
+            corpus = vectors[[row_of[item.key] for item in indexed]]
+            asked = vectors[[row_of[item.key] for item in queries]]
             if transform is not None:
-                corpus, asked = transform(corpus, asked, split.indexed)
-            scored = exact_quality(split.indexed, split.queries, corpus, asked)
+                corpus, asked = transform(vectors[[row_of[item.key] for item in fit]], fit, corpus, asked)
+            scored = exact_quality(indexed, queries, corpus, asked)
             scores[seed] = (scored.hit_at[1], scored.hit_at[K], scored.map_at_10)
         mean = tuple(float(np.mean([scores[seed][n] for seed in development])) for n in range(3))
         candidates.append(
@@ -142,6 +162,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--development-seeds", type=_ints, default=[1, 2, 3, 4])
     parser.add_argument("--held-out-seed", type=int, default=0, help="the split CI evaluates")
     parser.add_argument("--targets", type=_floats, default=[0.55, 0.92], help="hit@1,hit@10 to aim for")
+    parser.add_argument(
+        "--unseen-labels",
+        type=int,
+        default=0,
+        help="fit on all but this many labels (drawn per seed) and score only on those",
+    )
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     if args.held_out_seed in args.development_seeds:
@@ -167,6 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             development=args.development_seeds,
             held_out=args.held_out_seed,
             targets=(args.targets[0], args.targets[1]),
+            unseen_labels=args.unseen_labels,
         )
     except SimsearchError as error:
         print(f"error ({error.code}): {error}", file=sys.stderr)

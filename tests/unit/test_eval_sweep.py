@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,8 @@ import pytest
 
 from evaluation.dataset import Item, scan
 from evaluation.split import stratified_split
-from evaluation.sweep import exact_quality, main, sweep, table, whitening
+from evaluation.sweep import Vectors, exact_quality, main, sweep, table, whitening
+from simsearch.errors import InvalidRequestError
 from tests.eval_datasets import folder_dataset
 
 LABELS, PER_LABEL, WIDTH = 5, 10, 32
@@ -64,3 +66,25 @@ def test_the_sweep_ranks_by_the_development_seeds_and_reports_the_held_out_one(t
 def test_the_held_out_seed_cannot_also_be_a_development_seed(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         main([str(tmp_path), "--development-seeds", "0,1", "--held-out-seed", "0"])
+
+
+def test_a_whitening_fitted_on_other_labels_is_scored_on_the_unseen_ones_only(tmp_path: Path) -> None:
+    items, vectors = dataset_with_vectors(tmp_path / "d")
+    fitted_on: list[set[str]] = []
+
+    def spy(
+        fit_on: Vectors, fit_items: Sequence[Item], corpus: Vectors, asked: Vectors
+    ) -> tuple[Vectors, Vectors]:
+        fitted_on.append({item.label for item in fit_items})
+        assert len(corpus) == 2 * 8 and len(asked) == 2 * 2  # two unseen labels: 8 indexed + 2 queries each
+        return whitening("learned", 4, 0.1)(fit_on, fit_items, corpus, asked)
+
+    (candidate,) = sweep(
+        items, vectors, {"spy": spy}, development=[1], held_out=0, targets=(0.5, 0.9), unseen_labels=2
+    )
+    assert all(len(labels) == LABELS - 2 for labels in fitted_on)
+    assert 0.0 <= candidate.held_out[0] <= 1.0
+    with pytest.raises(InvalidRequestError, match="the dataset has 5 labels"):
+        sweep(
+            items, vectors, {"none": None}, development=[1], held_out=0, targets=(0.5, 0.9), unseen_labels=5
+        )
