@@ -8,6 +8,7 @@ its rows above this run's (before and after a retrieval option).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -63,6 +64,7 @@ class Summary:
     ingest_wall_seconds: float
     whitening: str = "none"  # what the model's projection is and what it was fitted on
     whitening_fit_seconds: float = 0.0
+    split_sha256: str = ""  # of every indexed and query key with its content hash: equal means same split
 
     @classmethod
     def load(cls, path: Path) -> Summary:
@@ -96,7 +98,14 @@ def summarise(result: RunResult, *, variant: str) -> Summary:
         ingest_wall_seconds=result.ingest.wall_seconds,
         whitening=_whitening(result),
         whitening_fit_seconds=result.fit_seconds,
+        split_sha256=_split_sha256(result),
     )
+
+
+def _split_sha256(result: RunResult) -> str:
+    lines = [f"indexed {item.key} {item.sha256}" for item in result.split.indexed]
+    lines += [f"query {item.key} {item.sha256}" for item in result.split.queries]
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
 def _whitening(result: RunResult) -> str:
@@ -177,13 +186,7 @@ def _baseline_note(summary: Summary, baseline: Summary | None) -> str:
     """Says whether the baseline was measured on the same split: only then are the rows comparable."""
     if baseline is None:
         return ""
-    same = (baseline.dataset, baseline.seed, baseline.query_fraction, baseline.indexed, baseline.queries) == (
-        summary.dataset,
-        summary.seed,
-        summary.query_fraction,
-        summary.indexed,
-        summary.queries,
-    )
+    same = baseline.split_sha256 == summary.split_sha256
     split = "the same split" if same else "**a different split** (the rows are not comparable)"
     return f"The `{baseline.variant}` rows are the baseline run, on {split}.\n"
 

@@ -84,11 +84,18 @@ def test_metrics_json_reads_back_into_the_same_numbers(tmp_path: Path) -> None:
 
 def test_a_baseline_from_another_split_is_flagged_as_not_comparable(tmp_path: Path) -> None:
     dataset = folder_dataset(tmp_path / "data", {"a": 6, "b": 6, "c": 6})
-    before = replace(
-        summarise(result_for(dataset, tmp_path), variant="seed 7"), seed=7
-    )  # as if run with --seed 7
+    before = replace(summarise(result_for(dataset, tmp_path), variant="other"), split_sha256="0" * 64)
     write_report(result_for(dataset, tmp_path), tmp_path / "report", variant="after", baseline=before)
     markdown = (tmp_path / "report" / "report.md").read_text(encoding="utf-8")
-    assert "| ours (seed 7), duplicates excluded | tiny-test-c1 | 3 |" in markdown
-    assert "The `seed 7` rows are the baseline run, on **a different split**" in markdown
+    assert "| ours (other), duplicates excluded | tiny-test-c1 | 3 |" in markdown
+    assert "The `other` rows are the baseline run, on **a different split**" in markdown
     assert "Whitening: none." in markdown
+
+
+def test_the_same_split_reached_by_another_path_is_the_same_split(tmp_path: Path) -> None:
+    dataset = folder_dataset(tmp_path / "data", {"a": 6, "b": 6, "c": 6})
+    (tmp_path / "link").symlink_to(dataset)
+    before = summarise(result_for(tmp_path / "link", tmp_path), variant="before")
+    write_report(result_for(dataset, tmp_path), tmp_path / "report", variant="after", baseline=before)
+    markdown = (tmp_path / "report" / "report.md").read_text(encoding="utf-8")
+    assert "The `before` rows are the baseline run, on the same split." in markdown
