@@ -127,7 +127,7 @@ def write_report(result: RunResult, out: Path, *, variant: str, baseline: Summar
     out.mkdir(parents=True, exist_ok=True)
     summary = summarise(result, variant=variant)
     (out / "metrics.json").write_text(json.dumps(asdict(summary), indent=2) + "\n", encoding="utf-8")
-    _hit_curve(summary, out / "hit_at_k.png")
+    _hit_curve(summary, out / "hit_at_k.png", baseline=baseline)
     _per_class(summary, out / "per_class_hit_at_10.png")
     _examples(result.records, out / "examples.png")
     (out / "report.md").write_text(markdown(summary, baseline=baseline), encoding="utf-8")
@@ -202,7 +202,7 @@ def _row(name: str, model: str, scores: Quality) -> str:
     return f"| {name} | {model} | {scores.queries} | " + " | ".join(f"{n:.3f}" for n in numbers) + " |"
 
 
-def _hit_curve(summary: Summary, path: Path) -> None:
+def _hit_curve(summary: Summary, path: Path, *, baseline: Summary | None) -> None:
     figure, axes = plt.subplots(figsize=(6, 4))
     ks = list(range(1, K + 1))
     for name, scores in (
@@ -210,6 +210,15 @@ def _hit_curve(summary: Summary, path: Path) -> None:
         ("duplicates excluded", summary.duplicates_excluded),
     ):
         axes.plot(ks, [scores.hit_at[k] for k in ks], marker="o", label=name)
+    if baseline is not None:
+        before = baseline.duplicates_excluded
+        axes.plot(
+            ks,
+            [before.hit_at[k] for k in ks],
+            linestyle="--",
+            color="grey",
+            label=f"{baseline.variant}, dup. excl.",
+        )
     axes.scatter(
         [K], [PAPER.hit_at_10], marker="*", s=160, color="black", label=f"paper ({PAPER.model})", zorder=3
     )
