@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import tempfile
 import time
 from collections.abc import Sequence
@@ -52,10 +51,6 @@ def embed_only(embedder: OnnxEmbedder, paths: Sequence[Path], limits: ImageLimit
     return time.perf_counter() - started
 
 
-def percentile(samples: Sequence[float], q: float) -> float:
-    return statistics.quantiles(samples, n=100, method="inclusive")[int(q) - 1]
-
-
 def measure(images: Path, *, model_dir: Path, queries: int) -> dict[str, Any]:
     catalogue = folder_images(images)
     paths = list(catalogue.values())
@@ -77,10 +72,10 @@ def measure(images: Path, *, model_dir: Path, queries: int) -> dict[str, Any]:
         "embed_only_images_per_s": len(paths) / baseline_s,
         "local_stack_seconds_to_searchable": ingest_s,
         "local_stack_images_per_s": len(paths) / ingest_s,
-        "search_p50_ms": percentile(search_ms, 50),
-        "search_p95_ms": percentile(search_ms, 95),
-        "embed_one_p50_ms": percentile(embed_ms, 50),
-        "embed_one_p95_ms": percentile(embed_ms, 95),
+        "search_p50_ms": benchkit.percentile(search_ms, 50),
+        "search_p95_ms": benchkit.percentile(search_ms, 95),
+        "embed_one_p50_ms": benchkit.percentile(embed_ms, 50),
+        "embed_one_p95_ms": benchkit.percentile(embed_ms, 95),
         "queries": len(search_ms),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
     }
@@ -120,6 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.images.is_dir():
         parser.error(f"--images {args.images} is not a folder")
+    if not folder_images(args.images):
+        parser.error(f"--images {args.images} holds no images")
     result = measure(args.images, model_dir=args.model_dir, queries=args.queries)
     result["folder"] = str(args.images)
     ratio = result["local_stack_images_per_s"] / result["embed_only_images_per_s"]

@@ -10,10 +10,12 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib.resources import files
 from pathlib import Path
+
+import numpy as np
 
 from simsearch.embedder import ort_threads
 from simsearch.preprocess import ImageLimits
@@ -64,6 +66,17 @@ def interleaved(
             if round_number >= warm_up:
                 timings[name].append(seconds)
     return timings
+
+
+def percentile(samples: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (linear interpolation), defined from a single sample up.
+
+    Raises:
+        ValueError: there is no sample, so there is nothing to report.
+    """
+    if not samples:
+        raise ValueError("no samples: nothing was measured")
+    return float(np.percentile(np.asarray(samples, dtype=np.float64), q))
 
 
 def peak_rss_mb() -> float:
