@@ -39,8 +39,15 @@ if TYPE_CHECKING:
 
 DOCUMENT: Final[dict[str, Any]] = json.loads((Path(__file__).parent / "openapi.json").read_text("utf-8"))
 
-IMAGE_MEDIA_TYPES: Final = ("image/jpeg", "image/png", "image/webp", "image/gif")
 JSON_MEDIA_TYPE: Final = "application/json"
+RAW_IMAGE_MEDIA_TYPES: Final = tuple(
+    media_type
+    for media_type in DOCUMENT["paths"]["/search"]["post"]["requestBody"]["content"]
+    if media_type != JSON_MEDIA_TYPE
+)
+"""The body types ``POST /search`` reads as the image itself, as the document lists them. The decoder
+tells formats apart by their bytes, so ``application/octet-stream`` (what clients send for a file whose
+type they cannot name, e.g. a ``.heic``) is one of them."""
 
 INLINE_IMAGE_MAX_BYTES: Final = 4 * 1024 * 1024
 """Lambda takes at most 6 MB per synchronous request and binary bodies arrive base64-encoded (4/3 of
@@ -74,10 +81,10 @@ def search_request(event: APIGatewayProxyEvent) -> tuple[Query, SearchOptions]:
     """
     media_type = _media_type(event)
     parameters = _query_parameters(event)
-    if media_type in IMAGE_MEDIA_TYPES:
+    if media_type in RAW_IMAGE_MEDIA_TYPES:
         return ImageQuery(data=_inline_image(_body(event))), _options(parameters)
     if media_type != JSON_MEDIA_TYPE:
-        accepted = ", ".join((JSON_MEDIA_TYPE, *IMAGE_MEDIA_TYPES))
+        accepted = ", ".join((JSON_MEDIA_TYPE, *RAW_IMAGE_MEDIA_TYPES))
         received = f"Content-Type {media_type!r}" if media_type else "no Content-Type"
         raise UnsupportedMediaTypeError(f"POST /search received {received}; send one of {accepted}")
     payload = _json_object(event)

@@ -211,7 +211,15 @@ class TestUnsupportedMediaType:
     )
     def test_a_content_type_we_do_not_take(self, content_type: str) -> None:
         event = api_events.request("POST", "/search", body=b"k=1", headers={"Content-Type": content_type})
-        refused(event, 415, "unsupported_media_type", content_type, "application/json", "image/jpeg")
+        refused(
+            event,
+            415,
+            "unsupported_media_type",
+            content_type,
+            "application/json",
+            "image/jpeg",
+            "application/octet-stream",
+        )
 
     def test_no_content_type(self) -> None:
         refused(

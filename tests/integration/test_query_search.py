@@ -57,6 +57,13 @@ def test_a_raw_image_body_finds_the_original_and_its_copy_first(query_api: Query
     assert len(ids(answer)) == 3
 
 
+def test_an_image_sent_as_octet_stream_is_read_by_its_bytes(query_api: QueryApi) -> None:
+    """What the CLI and the web page send for a file whose type they cannot name."""
+    data = query_api.corpus.queries[PICTURES[0]]
+    answer = search(api_events.post_image("/search", data, content_type="application/octet-stream"))
+    assert set(ids(answer)[:2]) == query_api.corpus.family(PICTURES[0])
+
+
 def test_a_base64_image_in_json_finds_its_family(query_api: QueryApi) -> None:
     answer = search(api_events.post_json("/search", {"image": b64(query_api.corpus.queries["rings"])}))
     assert set(ids(answer)[:2]) == query_api.corpus.family("rings")
