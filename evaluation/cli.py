@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import get_args
 
 from evaluation.report import Summary, metrics_table, write_report
-from evaluation.run import RunConfig, WhiteningConfig, run
+from evaluation.run import RunConfig, run
 from evaluation.split import DEFAULT_QUERY_FRACTION, DEFAULT_SEED
-from model.projection import DEFAULT_DIMS, DEFAULT_SHRINKAGE, Method
+from model.projection import DEFAULTS, Method, WhiteningSettings
 from simsearch.errors import SimsearchError
 from simsearch.settings import Engine
 
@@ -42,11 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: one per core)")
     whitening = parser.add_argument_group("whitening (fitted on the indexed images, applied on both paths)")
     whitening.add_argument("--whitening", choices=["none", *get_args(Method)], default="none")
-    whitening.add_argument("--whitening-dims", type=int, default=DEFAULT_DIMS)
+    whitening.add_argument("--whitening-dims", type=int, help="default: the method's, below")
     whitening.add_argument(
-        "--whitening-shrinkage",
-        type=float,
-        help=f"default: {', '.join(f'{m} {v:g}' for m, v in DEFAULT_SHRINKAGE.items())}",
+        "--whitening-shrinkage", type=float, help=f"defaults: {'; '.join(str(d) for d in DEFAULTS.values())}"
     )
     parser.add_argument(
         "--baseline",
@@ -91,10 +89,9 @@ def evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _whitening(args: argparse.Namespace) -> WhiteningConfig | None:
+def _whitening(args: argparse.Namespace) -> WhiteningSettings | None:
     if args.whitening == "none":
         return None
-    shrinkage = (
-        DEFAULT_SHRINKAGE[args.whitening] if args.whitening_shrinkage is None else args.whitening_shrinkage
+    return WhiteningSettings.defaults(
+        args.whitening, dims=args.whitening_dims, shrinkage=args.whitening_shrinkage
     )
-    return WhiteningConfig(method=args.whitening, dims=args.whitening_dims, shrinkage=shrinkage)

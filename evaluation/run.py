@@ -40,7 +40,7 @@ from evaluation.split import DEFAULT_QUERY_FRACTION, DEFAULT_SEED, Split, strati
 from evaluation.vectors import embed_items
 from localmode.api_gateway import LocalContext, proxy_event
 from localmode.worker import discard_unpublished_metrics, lambda_sqs_event
-from model.projection import Method, fit_whitening, whitened_model
+from model.projection import WhiteningSettings, fit_whitening, whitened_model
 from simsearch.embedder import OnnxEmbedder
 from simsearch.errors import SimsearchError
 from simsearch.ids import image_id_for
@@ -69,15 +69,6 @@ class EvalError(SimsearchError):
 
 
 @dataclass(frozen=True, kw_only=True)
-class WhiteningConfig:
-    """A whitening to fit on the indexed images before they are ingested (``model.projection``)."""
-
-    method: Method
-    dims: int
-    shrinkage: float
-
-
-@dataclass(frozen=True, kw_only=True)
 class RunConfig:
     """What to evaluate and where; ``opensearch_url`` empty means the embedded index."""
 
@@ -89,7 +80,7 @@ class RunConfig:
     seed: int = DEFAULT_SEED
     query_fraction: float = DEFAULT_QUERY_FRACTION
     threads: int = 0
-    whitening: WhiteningConfig | None = None
+    whitening: WhiteningSettings | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -155,7 +146,11 @@ def run(config: RunConfig, *, progress: Callable[[str], None] = lambda _: None) 
 
 
 def _whitened(
-    config: RunConfig, whitening: WhiteningConfig, indexed: Sequence[Item], *, progress: Callable[[str], None]
+    config: RunConfig,
+    whitening: WhiteningSettings,
+    indexed: Sequence[Item],
+    *,
+    progress: Callable[[str], None],
 ) -> Path:
     """Fit ``whitening`` on the base model's vectors of ``indexed``; the whitened model's directory."""
     vectors = embed_items(indexed, config.model_dir, threads=config.threads)
@@ -347,4 +342,4 @@ def _drop_opensearch_indexes(settings: Settings) -> None:
         client_for(settings).indices.delete(index=f"{settings.index_prefix}-*")
 
 
-__all__ = ["DatasetError", "EvalError", "IngestTiming", "RunConfig", "RunResult", "WhiteningConfig", "run"]
+__all__ = ["DatasetError", "EvalError", "IngestTiming", "RunConfig", "RunResult", "run"]

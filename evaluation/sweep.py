@@ -32,7 +32,7 @@ from evaluation.dataset import Item, duplicate_counts, scan
 from evaluation.metrics import K, Quality, QueryRecord, Retrieved, quality
 from evaluation.split import DEFAULT_QUERY_FRACTION, stratified_split
 from evaluation.vectors import embed_items
-from model.projection import Method, fit_whitening
+from model.projection import Method, WhiteningSettings, fit_whitening
 from simsearch.errors import InvalidRequestError, SimsearchError
 
 Vectors = npt.NDArray[np.float32]
@@ -67,12 +67,14 @@ def exact_quality(
     return quality(records, indexed=indexed, exclude_duplicates=True)
 
 
-def whitening(method: Method, dims: int, shrinkage: float) -> Transform:
+def whitening(settings: WhiteningSettings) -> Transform:
     def transform(
         fit_on: Vectors, fit_items: Sequence[Item], corpus: Vectors, asked: Vectors
     ) -> tuple[Vectors, Vectors]:
         labels = [item.label for item in fit_items]
-        fitted = fit_whitening(fit_on, method=method, dims=dims, shrinkage=shrinkage, labels=labels)
+        fitted = fit_whitening(
+            fit_on, method=settings.method, dims=settings.dims, shrinkage=settings.shrinkage, labels=labels
+        )
         return fitted.apply(corpus), fitted.apply(asked)
 
     return transform
@@ -182,9 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     transforms: dict[str, Transform | None] = {"none": None}
     for dims, shrinkage in product(args.dims, args.shrinkage):
-        transforms[f"{args.method} {dims} d, shrinkage {shrinkage:g}"] = whitening(
-            args.method, dims, shrinkage
-        )
+        settings = WhiteningSettings(method=args.method, dims=dims, shrinkage=shrinkage)
+        transforms[str(settings)] = whitening(settings)
     try:
         candidates = sweep(
             items,

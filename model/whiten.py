@@ -26,7 +26,7 @@ from typing import get_args
 import numpy as np
 import numpy.typing as npt
 
-from model.projection import DEFAULT_DIMS, DEFAULT_SHRINKAGE, Method, fit_whitening, whitened_model
+from model.projection import DEFAULTS, Method, WhiteningSettings, fit_whitening, whitened_model
 from simsearch.embedder import OnnxEmbedder, ort_threads
 from simsearch.errors import ImageTooLargeError, InvalidImageError, InvalidRequestError, SimsearchError
 from simsearch.labels import label_for
@@ -111,11 +111,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--model-dir", type=Path, required=True, help="the base model (model.onnx + manifest)"
     )
     parser.add_argument("--method", choices=get_args(Method), default="learned")
-    parser.add_argument("--dims", type=int, default=DEFAULT_DIMS, help="output dimensions")
+    parser.add_argument("--dims", type=int, help="output dimensions (default: the method's, below)")
     parser.add_argument(
-        "--shrinkage",
-        type=float,
-        help=f"default: {', '.join(f'{m} {v:g}' for m, v in DEFAULT_SHRINKAGE.items())}",
+        "--shrinkage", type=float, help=f"defaults: {'; '.join(str(d) for d in DEFAULTS.values())}"
     )
     parser.add_argument("--out", type=Path, help="output directory (default: build/models/<new model id>)")
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: one per core)")
@@ -135,10 +133,13 @@ def run(args: argparse.Namespace) -> int:
             embedded = embed_corpus(
                 embedder, _corpus(args.source, settings), limits=limits, on_batch=bar.update
             )
-        method: Method = args.method
-        shrinkage = DEFAULT_SHRINKAGE[method] if args.shrinkage is None else args.shrinkage
+        chosen = WhiteningSettings.defaults(args.method, dims=args.dims, shrinkage=args.shrinkage)
         fitted = fit_whitening(
-            embedded.vectors, method=method, dims=args.dims, shrinkage=shrinkage, labels=embedded.labels
+            embedded.vectors,
+            method=chosen.method,
+            dims=chosen.dims,
+            shrinkage=chosen.shrinkage,
+            labels=embedded.labels,
         )
         staging = args.out or Path("build/models") / f"{base.model_id}-whitening.partial"
         manifest = whitened_model(args.model_dir, fitted, out_dir=staging)

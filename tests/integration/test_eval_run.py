@@ -16,7 +16,8 @@ from opensearchpy import OpenSearch
 
 from evaluation.cli import main
 from evaluation.metrics import K
-from evaluation.run import RunConfig, WhiteningConfig, run
+from evaluation.run import RunConfig, run
+from model.projection import WhiteningSettings
 from tests.eval_datasets import folder_dataset
 
 pytestmark = pytest.mark.slow
@@ -76,7 +77,7 @@ def test_a_dataset_folder_that_does_not_exist_is_reported_not_raised(
 def test_a_whitening_is_fitted_on_the_indexed_images_and_served_by_both_handlers(
     dataset: Path, model_dir: Path, tmp_path: Path
 ) -> None:
-    whitening = WhiteningConfig(method="learned", dims=6, shrinkage=0.1)
+    whitening = WhiteningSettings(method="learned", dims=6, shrinkage=0.1)
     config = RunConfig(dataset=dataset, model_dir=model_dir, work_dir=tmp_path / "work", threads=1)
     result = run(replace(config, whitening=whitening))
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from model.projection import DEFAULT_SHRINKAGE
+from model.projection import DEFAULTS
 from model.whiten import main, s3_corpus
 from simsearch.embedder import OnnxEmbedder
 from simsearch.manifest import ModelManifest
@@ -37,7 +37,7 @@ def test_a_folder_fit_writes_a_whitened_model_that_embeds_to_its_dimensions(
     manifest = ModelManifest.load(out)
     assert manifest.projection == "learned-whitening"  # the default method
     assert (manifest.projection_images, manifest.projection_labels) == (25, 3)  # the broken file is skipped
-    assert manifest.projection_shrinkage == DEFAULT_SHRINKAGE["learned"]
+    assert manifest.projection_shrinkage == DEFAULTS["learned"].shrinkage
     printed = capsys.readouterr()
     assert "skipped (not a decodable image): owls/notes.jpg" in printed.err
     assert manifest.model_id in printed.out
@@ -112,7 +112,7 @@ def test_an_s3_fit_reads_the_bucket_through_boto3(
     assert main(argv) == 0
     manifest = ModelManifest.load(out)
     assert (manifest.projection_images, manifest.projection_labels) == (12, 2)
-    assert manifest.projection_shrinkage == DEFAULT_SHRINKAGE["learned"]
+    assert manifest.projection_shrinkage == DEFAULTS["learned"].shrinkage
 
 
 def test_imgsearch_whiten_is_the_same_command(corpus: Path, model_dir: Path, tmp_path: Path) -> None:

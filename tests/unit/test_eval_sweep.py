@@ -12,6 +12,7 @@ import pytest
 from evaluation.dataset import Item, scan
 from evaluation.split import stratified_split
 from evaluation.sweep import Vectors, exact_quality, main, sweep, table, whitening
+from model.projection import WhiteningSettings
 from simsearch.errors import InvalidRequestError
 from tests.eval_datasets import folder_dataset
 
@@ -47,7 +48,7 @@ def test_the_sweep_ranks_by_the_development_seeds_and_reports_the_held_out_one(t
     candidates = sweep(
         items,
         vectors,
-        {"none": None, "learned 8": whitening("learned", 8, 0.1)},
+        {"none": None, "learned 8": whitening(WhiteningSettings(method="learned", dims=8, shrinkage=0.1))},
         development=[1, 2],
         held_out=0,
         targets=(0.5, 0.9),
@@ -77,7 +78,9 @@ def test_a_whitening_fitted_on_other_labels_is_scored_on_the_unseen_ones_only(tm
     ) -> tuple[Vectors, Vectors]:
         fitted_on.append({item.label for item in fit_items})
         assert len(corpus) == 2 * 8 and len(asked) == 2 * 2  # two unseen labels: 8 indexed + 2 queries each
-        return whitening("learned", 4, 0.1)(fit_on, fit_items, corpus, asked)
+        return whitening(WhiteningSettings(method="learned", dims=4, shrinkage=0.1))(
+            fit_on, fit_items, corpus, asked
+        )
 
     (candidate,) = sweep(
         items, vectors, {"spy": spy}, development=[1], held_out=0, targets=(0.5, 0.9), unseen_labels=2

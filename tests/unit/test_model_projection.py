@@ -15,7 +15,7 @@ import onnx
 import pytest
 
 from model.errors import ProjectionFitError
-from model.projection import Whitening, fit_whitening, whitened_model
+from model.projection import Whitening, WhiteningSettings, fit_whitening, whitened_model
 from simsearch.embedder import OnnxEmbedder
 from simsearch.manifest import ModelManifest
 from simsearch.preprocess import ImageLimits
@@ -107,6 +107,15 @@ def test_more_dimensions_than_the_corpus_has_images_are_refused() -> None:
     corpus, labels = nuisance_corpus(seed=0)
     with pytest.raises(ProjectionFitError, match="use 1 to 9"):
         fit_whitening(corpus[:10], method="learned", dims=32, shrinkage=0.1, labels=labels[:10])
+
+
+def test_each_method_has_its_chosen_settings_and_either_can_be_overridden() -> None:
+    assert str(WhiteningSettings.defaults("learned")) == "learned 384 d, shrinkage 0.15"
+    assert str(WhiteningSettings.defaults("pca")) == "pca 256 d, shrinkage 1"
+    assert WhiteningSettings.defaults("learned", dims=64) == WhiteningSettings(
+        method="learned", dims=64, shrinkage=0.15
+    )
+    assert WhiteningSettings.defaults("pca", shrinkage=0.5).dims == 256
 
 
 def test_unlabelled_images_count_for_the_axes_but_not_for_the_labels() -> None:
