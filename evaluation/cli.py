@@ -8,8 +8,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import get_args
 
-from evaluation.report import Summary, metrics_table, write_report
-from evaluation.run import RunConfig, run
 from evaluation.split import DEFAULT_QUERY_FRACTION, DEFAULT_SEED
 from model.projection import DEFAULTS, Method, WhiteningSettings
 from simsearch.errors import SimsearchError
@@ -62,6 +60,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def evaluate(args: argparse.Namespace) -> int:
     """Run the evaluation that ``add_arguments``' options describe; 0 on success, 1 on a typed error."""
+    # imported here: moto, boto3 and matplotlib take a second or two, which `imgsearch --help` need not wait
+    from evaluation.report import Summary, metrics_table, write_report
+    from evaluation.run import RunConfig, run
+
     config = RunConfig(
         dataset=args.dataset,
         model_dir=args.model_dir,

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import boto3
-from moto.server import ThreadedMotoServer
 
 NOTIFIED_EVENTS = ("s3:ObjectCreated:*", "s3:ObjectRemoved:*")
 """``s3.EventType.OBJECT_CREATED`` and ``OBJECT_REMOVED``, the events ``infra/ingestion.py`` subscribes."""
@@ -81,6 +80,8 @@ def moto_server(*, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
     One at a time per process: moto keeps its resources in the process, so a second server would share
     (and this one resets) the first one's bucket and queues.
     """
+    from moto.server import ThreadedMotoServer  # moto takes ~0.4 s to import; only `serve` needs it
+
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server logs every request at INFO
     server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
     server.start()

@@ -28,10 +28,8 @@ from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
-import onnx
 
 from model.errors import ProjectionFitError
-from model.graph import GraphBuilder, to_bytes
 from simsearch.manifest import ModelManifest, Projection
 
 Method = Literal["pca", "learned"]
@@ -197,7 +195,11 @@ def whitened_model(base_dir: Path, whitening: Whitening, *, out_dir: Path) -> Mo
         ProjectionFitError: the base model is already whitened, or its embeddings are not the input
             the whitening was fitted on.
     """
-    from model.build import write_model  # build imports the architectures; keep this module light
+    # imported here: the settings and the fit need NumPy only, and the CLIs import them for their --help
+    import onnx
+
+    from model.build import write_model
+    from model.graph import GraphBuilder, to_bytes
 
     base = ModelManifest.load(base_dir)
     if base.projection != "none":
