@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -143,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
         )
         staging = args.out or Path("build/models") / f"{base.model_id}-whitening.partial"
         manifest = whitened_model(args.model_dir, fitted, out_dir=staging)
-        out = args.out or staging.replace(staging.with_name(manifest.model_id))
+        out = args.out or _moved(staging, staging.with_name(manifest.model_id))
     except SimsearchError as error:
         print(f"error ({error.code}): {error}", file=sys.stderr)
         return 1
@@ -155,15 +156,18 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _moved(staging: Path, target: Path) -> Path:
+    """``staging`` renamed to ``target``; an earlier fit there has the same id, hence the same map."""
+    shutil.rmtree(target, ignore_errors=True)
+    return staging.replace(target)
+
+
 def _corpus(source: str, settings: Settings) -> Iterator[CorpusImage]:
     if source.startswith("s3://"):
         import boto3
 
-        return s3_corpus(
-            boto3.client("s3", region_name=settings.aws_region),
-            source,
-            skip_prefix=settings.query_upload_prefix,
-        )
+        # the caller's own region and credentials, as the aws CLI would use them
+        return s3_corpus(boto3.client("s3"), source, skip_prefix=settings.query_upload_prefix)
     folder = Path(source)
     if not folder.is_dir():
         raise InvalidRequestError(f"{source} is neither a folder nor an s3:// URL")

@@ -51,7 +51,9 @@ def test_without_out_the_model_lands_in_build_models_under_its_id(
     corpus: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    assert main([str(corpus), "--model-dir", str(model_dir), "--method", "pca", "--dims", "4"]) == 0
+    argv = [str(corpus), "--model-dir", str(model_dir), "--method", "pca", "--dims", "4"]
+    assert main(argv) == 0
+    assert main(argv) == 0  # the same fit again replaces its directory
     (directory,) = (tmp_path / "build" / "models").iterdir()
     manifest = ModelManifest.load(directory)
     assert directory.name == manifest.model_id
