@@ -46,6 +46,8 @@ def baseline(model_dir: Path) -> dict[str, Any]:
 def test_mobilenet_v2_reaches_the_papers_hit_at_10_on_the_celebrity_faces(baseline: dict[str, Any]) -> None:
     assert baseline["queries"] == PAPER.queries
     assert baseline["with_duplicates"]["hit_at"]["10"] >= PAPER.hit_at_10
+    report = (OUT / "report.md").read_text(encoding="utf-8")
+    assert f"| paper | {PAPER.model} | {PAPER.queries} | – | – | {PAPER.hit_at_10:.3f} |" in report
 
 
 def test_learned_whitening_fitted_on_the_indexed_faces_ranks_people_better(

@@ -56,7 +56,7 @@ def result_for(dataset: Path, tmp_path: Path) -> RunResult:
 
 
 def test_the_report_folder_holds_markdown_metrics_and_three_png_plots(tmp_path: Path) -> None:
-    dataset = folder_dataset(tmp_path / "data", {"a": 6, "b": 6, "c": 6})
+    dataset = folder_dataset(tmp_path / PAPER.dataset, {"a": 6, "b": 6, "c": 6})
     out = tmp_path / "report"
     summary = write_report(result_for(dataset, tmp_path), out, variant="baseline")
 
@@ -74,6 +74,14 @@ def test_the_report_folder_holds_markdown_metrics_and_three_png_plots(tmp_path: 
     assert metrics["queries"] == summary.queries == 3
     assert metrics["ingest_images_per_second"] == 15 / 2.0  # 15 indexed in 2 s of handler time
     assert metrics["latency_ms_p50"] == 11.0
+
+
+def test_the_papers_row_is_shown_on_its_dataset_only(tmp_path: Path) -> None:
+    dataset = folder_dataset(tmp_path / "digits", {"a": 6, "b": 6, "c": 6})
+    write_report(result_for(dataset, tmp_path), tmp_path / "report", variant="baseline")
+    markdown = (tmp_path / "report" / "report.md").read_text(encoding="utf-8")
+    assert "| paper |" not in markdown
+    assert "| ours (baseline) | tiny-test-c1 | 3 |" in markdown
 
 
 def test_metrics_json_reads_back_into_the_same_numbers(tmp_path: Path) -> None:
