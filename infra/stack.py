@@ -44,6 +44,7 @@ class ImageSearchStack(Stack):
             opensearch_url=search.endpoint_url,
             aws_region=self.region,
             index_prefix=config.index_prefix,
+            cors_origin=config.cors_origin,  # API Gateway's preflight and the function's answers agree
         )
         ingestion = Ingestion(
             self,

@@ -32,8 +32,12 @@ if TYPE_CHECKING:
 logger = Logger(service="query")
 copy_config_to_registered_loggers(source_logger=logger, include={"simsearch"})
 
-# Any origin: the API takes no cookies or credentials, and the web page may be served from anywhere.
-app = APIGatewayRestResolver(cors=CORSConfig(allow_origin="*", expose_headers=["Retry-After"], max_age=600))
+# The resolver exists before the first request builds the settings, so its one setting is read here. Any
+# origin by default: the API takes no cookies or credentials, and the web page may be served from anywhere.
+CORS_ORIGIN = os.environ.get(Settings.env_name("cors_origin"), Settings.cors_origin)
+app = APIGatewayRestResolver(
+    cors=CORSConfig(allow_origin=CORS_ORIGIN, expose_headers=["Retry-After"], max_age=600)
+)
 http_errors.register(app, logger=logger, allowed_methods=api_input.allowed_methods)
 
 

@@ -50,6 +50,7 @@ class Settings:
     max_image_pixels: int = 50_000_000
     presign_ttl_seconds: int = 900
     ort_threads: int = 0  # 0: derive from the Lambda memory size or the machine
+    cors_origin: str = "*"  # the origin browsers may call the query API from (the CDK context `cors_origin`)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -69,6 +70,11 @@ class Settings:
         if problems:
             raise ConfigError("invalid settings: " + "; ".join(problems))
         return cls(**values)  # type: ignore[arg-type]
+
+    @classmethod
+    def env_name(cls, field_name: str) -> str:
+        """The variable that sets ``field_name``, for the rare value needed before ``from_env`` can run."""
+        return _var(field_name)
 
     def to_env(self) -> dict[str, str]:
         """The environment that ``from_env`` reads back into an equal object."""

@@ -25,6 +25,7 @@ from infra.stack import ImageSearchStack
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK = "ImageSearch"
+VARIANT_CORS_ORIGIN = "https://app.example.org"
 SYNTH_MODEL = "mobilenet_v2"  # offline CI has its real weights (make model); ResNet50's need -c weights
 CDK_CONTEXT: dict[str, Any] = json.loads((ROOT / "cdk.json").read_text())["context"]
 
@@ -115,6 +116,12 @@ def in_process_stack(outdir: Path, **context: object) -> ImageSearchStack:
 
 @pytest.fixture(scope="session")
 def vpc_iam_template(tmp_path_factory: pytest.TempPathFactory) -> Template:
-    """The prod profile placed in a VPC with IAM-authorised API methods; cdk-nag runs during this synth."""
-    stack = in_process_stack(tmp_path_factory.mktemp("vpc-iam"), profile="prod", vpc="true", api_auth="iam")
+    """The prod profile in a VPC, with IAM-authorised methods and one CORS origin; cdk-nag runs here too."""
+    stack = in_process_stack(
+        tmp_path_factory.mktemp("vpc-iam"),
+        profile="prod",
+        vpc="true",
+        api_auth="iam",
+        cors_origin=VARIANT_CORS_ORIGIN,
+    )
     return Template.from_stack(stack)

@@ -24,7 +24,7 @@ from infra.query_api import ROUTES
 from simsearch.index.naming import alias_name, failures_name
 from simsearch.manifest import ModelManifest
 from simsearch.settings import Settings
-from tests.infra.conftest import ROOT, SYNTH_MODEL, Synthesis
+from tests.infra.conftest import ROOT, SYNTH_MODEL, VARIANT_CORS_ORIGIN, Synthesis
 
 pytestmark = pytest.mark.infra
 
@@ -390,3 +390,24 @@ def test_no_resource_name_is_hard_coded_for_a_second_stack_in_the_account(synthe
     text = json.dumps(synthesis.template_json["Resources"])
     for key in ("BucketName", "QueueName", "DomainName", "FunctionName", "TopicName", "RoleName"):
         assert not re.search(rf'"{key}": "', text), key
+
+
+def test_a_restricted_cors_origin_reaches_the_gateway_and_the_query_function(
+    vpc_iam_template: Template,
+) -> None:
+    template = vpc_iam_template.to_json()
+    origins = {
+        variables["SIMSEARCH_CORS_ORIGIN"]
+        for function in our_functions(template).values()
+        if (variables := function["Properties"]["Environment"]["Variables"]).get("SIMSEARCH_CORS_ORIGIN")
+    }
+    assert origins == {VARIANT_CORS_ORIGIN}
+    preflights = [
+        m["Properties"]["Integration"]["IntegrationResponses"][0]["ResponseParameters"]
+        for m in resources(template, "AWS::ApiGateway::Method").values()
+        if m["Properties"]["HttpMethod"] == "OPTIONS"
+    ]
+    assert preflights
+    assert {p["method.response.header.Access-Control-Allow-Origin"] for p in preflights} == {
+        f"'{VARIANT_CORS_ORIGIN}'"
+    }
