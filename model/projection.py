@@ -70,6 +70,8 @@ DEFAULTS: dict[Method, WhiteningSettings] = {
 seed 0, the split CI evaluates, was held out of the choice (docs/evaluation.md)."""
 
 Matrix = npt.NDArray[np.float32]
+_NULL_VARIANCE = 1e-10
+"""Relative to the largest, a variance this small is rounding noise of the eigensolver, not a direction."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -132,13 +134,24 @@ def fit_whitening(
     if method == "pca":
         variances, axes = _principal_axes(centred)
         scale = variances[:dims] + shrinkage * variances[:dims].mean()
+        if scale.min() <= _NULL_VARIANCE * scale.max():
+            spanned = int(np.count_nonzero(variances > _NULL_VARIANCE * variances[0]))
+            raise ProjectionFitError(
+                f"the corpus spans only about {spanned} dimensions, fewer than the {dims} asked: "
+                "ask for fewer, or give a shrinkage above 0"
+            )
         matrix, used = axes[:, :dims] / np.sqrt(scale), 0
     else:
         within, used = _within_label_covariance(corpus, labels)
         eigenvalues, eigenvectors = np.linalg.eigh(
             within + shrinkage * within.trace() / width * np.eye(width)
         )
-        whiten = eigenvectors / np.sqrt(np.maximum(eigenvalues, np.finfo(np.float64).tiny))
+        if eigenvalues.min() <= _NULL_VARIANCE * eigenvalues.max():
+            raise ProjectionFitError(
+                f"images of one label vary along fewer than all {width} dimensions, so whitening by their "
+                "covariance would divide by zero: give a shrinkage above 0"
+            )
+        whiten = eigenvectors / np.sqrt(eigenvalues)
         _, axes = _principal_axes(centred @ whiten)
         matrix = whiten @ axes[:, :dims]
     return Whitening(

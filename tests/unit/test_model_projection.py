@@ -103,6 +103,28 @@ def test_a_fit_the_corpus_cannot_support_is_a_typed_error(kwargs: dict[str, obje
     assert raised.value.code == "projection_fit"
 
 
+def test_pca_whitening_without_shrinkage_refuses_directions_the_corpus_does_not_span() -> None:
+    corpus, _ = nuisance_corpus(seed=0)
+    repeated = np.repeat(corpus[:3], 10, axis=0)  # 30 vectors, 3 distinct: a plane around their mean
+    with pytest.raises(ProjectionFitError, match="spans only about 2 dimensions, fewer than the 5 asked"):
+        fit_whitening(repeated, method="pca", dims=5, shrinkage=0.0)
+    shrunk = fit_whitening(repeated, method="pca", dims=5, shrinkage=1.0)  # shrinkage keeps it finite
+    assert np.isfinite(shrunk.matrix).all()
+
+
+def test_learned_whitening_without_shrinkage_needs_labels_that_vary_in_every_direction() -> None:
+    corpus, labels = nuisance_corpus(seed=0)  # 240 images of 64 dimensions: enough to vary in all
+    assert np.isfinite(
+        fit_whitening(corpus, method="learned", dims=8, shrinkage=0.0, labels=labels).matrix
+    ).all()
+    few, few_labels = corpus[::8], labels[::8]  # 30 images: their label deviations span < 64 dimensions
+    with pytest.raises(ProjectionFitError, match="give a shrinkage above 0"):
+        fit_whitening(few, method="learned", dims=8, shrinkage=0.0, labels=few_labels)
+    assert np.isfinite(
+        fit_whitening(few, method="learned", dims=8, shrinkage=0.1, labels=few_labels).matrix
+    ).all()
+
+
 def test_more_dimensions_than_the_corpus_has_images_are_refused() -> None:
     corpus, labels = nuisance_corpus(seed=0)
     with pytest.raises(ProjectionFitError, match="use 1 to 9"):
