@@ -57,7 +57,7 @@ def measure(images: Path, *, model_dir: Path, queries: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-local-") as work:
         settings = local_settings(model_dir=model_dir.resolve(), index_path=Path(work) / "index.sqlite")
         embedder = OnnxEmbedder.load(settings.model_dir, threads=benchkit.local_ort_threads(0))
-        limits = ImageLimits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
+        limits = ImageLimits.of(settings)
         baseline_s = embed_only(embedder, paths, limits)
         ingest_s, documents, search_ms = _through_the_stack(settings, catalogue, queries=queries)
         query_data = [path.read_bytes() for path in paths[:queries]]

@@ -115,7 +115,7 @@ def run(*, model_dir: Path, documents: int, repeats: int, url: str) -> dict[str,
     try:
         fill(index, documents=documents, dim=embedder.dim)
         data = query_jpeg()
-        limits = ImageLimits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
+        limits = ImageLimits.of(settings)
         vector = embedder.embed([decode_image(data, limits=limits).rgb])[0]
         images = query.image_store(settings)
 

@@ -19,10 +19,9 @@ import numpy as np
 
 from simsearch.embedder import ort_threads
 from simsearch.preprocess import ImageLimits
-from simsearch.settings import Settings
 
 MODEL_DIR = Path("build/models/mobilenet_v2")  # the Makefile's MODEL_DIR
-LIMITS = ImageLimits(max_bytes=Settings.max_image_bytes, max_pixels=Settings.max_image_pixels)
+LIMITS = ImageLimits.deployed()
 """The deployed defaults, so a benchmark decodes exactly what the functions would accept."""
 
 

@@ -40,7 +40,7 @@ from evaluation.split import DEFAULT_QUERY_FRACTION, DEFAULT_SEED, Split, strati
 from evaluation.vectors import embed_items
 from localmode.api_gateway import LocalContext, proxy_event
 from localmode.worker import discard_unpublished_metrics, lambda_sqs_event
-from model.projection import WhiteningSettings, fit_whitening, whitened_model
+from model.projection import WhiteningSettings, whitened_model
 from simsearch.embedder import OnnxEmbedder
 from simsearch.errors import SimsearchError
 from simsearch.ids import image_id_for
@@ -154,13 +154,7 @@ def _whitened(
 ) -> Path:
     """Fit ``whitening`` on the base model's vectors of ``indexed``; the whitened model's directory."""
     vectors = embed_items(indexed, config.model_dir, threads=config.threads)
-    fitted = fit_whitening(
-        vectors,
-        method=whitening.method,
-        dims=whitening.dims,
-        shrinkage=whitening.shrinkage,
-        labels=[item.label for item in indexed],
-    )
+    fitted = whitening.fit(vectors, labels=[item.label for item in indexed])
     manifest = whitened_model(config.model_dir, fitted, out_dir=config.work_dir / "model")
     progress(f"fitted {manifest.projection} on {fitted.images} indexed images: model {manifest.model_id}")
     return config.work_dir / "model"
@@ -269,7 +263,7 @@ def _queries(
     if index.count() != len(split.indexed):
         raise EvalError(f"the index holds {index.count()} vectors; {len(split.indexed)} images were uploaded")
     embedder = OnnxEmbedder.load(settings.model_dir, threads=max(settings.ort_threads, 1))
-    limits = ImageLimits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
+    limits = ImageLimits.of(settings)
     copies = duplicate_counts(split.indexed)
     by_key = {item.key: item for item in split.indexed}
     records: list[QueryRecord] = []

@@ -32,7 +32,7 @@ from evaluation.dataset import Item, duplicate_counts, scan
 from evaluation.metrics import K, Quality, QueryRecord, Retrieved, quality
 from evaluation.split import DEFAULT_QUERY_FRACTION, stratified_split
 from evaluation.vectors import embed_items
-from model.projection import Method, WhiteningSettings, fit_whitening
+from model.projection import Method, WhiteningSettings
 from simsearch.errors import InvalidRequestError, SimsearchError
 
 Vectors = npt.NDArray[np.float32]
@@ -72,9 +72,7 @@ def whitening(settings: WhiteningSettings) -> Transform:
         fit_on: Vectors, fit_items: Sequence[Item], corpus: Vectors, asked: Vectors
     ) -> tuple[Vectors, Vectors]:
         labels = [item.label for item in fit_items]
-        fitted = fit_whitening(
-            fit_on, method=settings.method, dims=settings.dims, shrinkage=settings.shrinkage, labels=labels
-        )
+        fitted = settings.fit(fit_on, labels=labels)
         return fitted.apply(corpus), fitted.apply(asked)
 
     return transform

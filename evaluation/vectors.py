@@ -11,7 +11,6 @@ import numpy.typing as npt
 from evaluation.dataset import Item
 from simsearch.embedder import OnnxEmbedder
 from simsearch.preprocess import ImageLimits
-from simsearch.settings import Settings
 
 BATCH = 32  # images per inference call
 
@@ -24,7 +23,7 @@ def embed_items(items: Sequence[Item], model_dir: Path, *, threads: int) -> npt.
         ConfigError: ``model_dir`` holds no usable model.
     """
     embedder = OnnxEmbedder.load(model_dir, threads=max(threads, 1))
-    limits = ImageLimits(max_bytes=Settings.max_image_bytes, max_pixels=Settings.max_image_pixels)
+    limits = ImageLimits.deployed()
     batches = [
         embedder.embed_images(
             [item.path.read_bytes() for item in items[start : start + BATCH]], limits=limits

@@ -61,6 +61,12 @@ class WhiteningSettings:
     def __str__(self) -> str:
         return f"{self.method} {self.dims} d, shrinkage {self.shrinkage:g}"
 
+    def fit(self, vectors: npt.ArrayLike, *, labels: Sequence[str | None] = ()) -> Whitening:
+        """``fit_whitening`` with these settings."""
+        return fit_whitening(
+            vectors, method=self.method, dims=self.dims, shrinkage=self.shrinkage, labels=labels
+        )
+
 
 DEFAULTS: dict[Method, WhiteningSettings] = {
     "pca": WhiteningSettings(method="pca", dims=256, shrinkage=1.0),

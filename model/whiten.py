@@ -27,7 +27,7 @@ from typing import get_args
 import numpy as np
 import numpy.typing as npt
 
-from model.projection import DEFAULTS, Method, WhiteningSettings, fit_whitening, whitened_model
+from model.projection import DEFAULTS, Method, WhiteningSettings, whitened_model
 from simsearch.embedder import OnnxEmbedder, ort_threads
 from simsearch.errors import ImageTooLargeError, InvalidImageError, InvalidRequestError, SimsearchError
 from simsearch.labels import label_for
@@ -128,20 +128,12 @@ def run(args: argparse.Namespace) -> int:
         base = ModelManifest.load(args.model_dir)
         threads = ort_threads(args.threads, lambda_memory_mb=None, cpu_count=os.cpu_count())
         embedder = OnnxEmbedder.load(args.model_dir, threads=threads)
-        settings = Settings(model_dir=args.model_dir, images_bucket="")  # the production limits and prefixes
-        limits = ImageLimits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
         with tqdm(unit="image", desc=f"embedding {args.source} with {base.model_id}", file=sys.stderr) as bar:
             embedded = embed_corpus(
-                embedder, _corpus(args.source, settings), limits=limits, on_batch=bar.update
+                embedder, _corpus(args.source), limits=ImageLimits.deployed(), on_batch=bar.update
             )
         chosen = WhiteningSettings.defaults(args.method, dims=args.dims, shrinkage=args.shrinkage)
-        fitted = fit_whitening(
-            embedded.vectors,
-            method=chosen.method,
-            dims=chosen.dims,
-            shrinkage=chosen.shrinkage,
-            labels=embedded.labels,
-        )
+        fitted = chosen.fit(embedded.vectors, labels=embedded.labels)
         staging = args.out or Path("build/models") / f"{base.model_id}-whitening.partial"
         manifest = whitened_model(args.model_dir, fitted, out_dir=staging)
         out = args.out or _moved(staging, staging.with_name(manifest.model_id))
@@ -162,12 +154,12 @@ def _moved(staging: Path, target: Path) -> Path:
     return staging.replace(target)
 
 
-def _corpus(source: str, settings: Settings) -> Iterator[CorpusImage]:
+def _corpus(source: str) -> Iterator[CorpusImage]:
     if source.startswith("s3://"):
         import boto3
 
         # the caller's own region and credentials, as the aws CLI would use them
-        return s3_corpus(boto3.client("s3"), source, skip_prefix=settings.query_upload_prefix)
+        return s3_corpus(boto3.client("s3"), source, skip_prefix=Settings.query_upload_prefix)
     folder = Path(source)
     if not folder.is_dir():
         raise InvalidRequestError(f"{source} is neither a folder nor an s3:// URL")

@@ -486,6 +486,6 @@ def connect_ingestion(settings: Settings, *, s3_client: Any, threads: int) -> In
         embedder=embedder,
         index=index,
         failures=failures,
-        limits=ImageLimits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels),
+        limits=ImageLimits.of(settings),
         query_upload_prefix=settings.query_upload_prefix,
     )

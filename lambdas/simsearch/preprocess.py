@@ -37,6 +37,7 @@ from PIL import Image, ImageOps
 
 from simsearch.errors import ConfigError, ImageTooLargeError, InvalidImageError, UnsupportedImageError
 from simsearch.manifest import ModelManifest
+from simsearch.settings import Settings
 
 Tensor = npt.NDArray[np.float32]
 """A CHW image tensor, or an NCHW batch of them, normalised for the model."""
@@ -85,6 +86,16 @@ class ImageLimits:
 
     max_bytes: int
     max_pixels: int
+
+    @classmethod
+    def of(cls, settings: Settings) -> ImageLimits:
+        """The limits ``settings`` configure."""
+        return cls(max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
+
+    @classmethod
+    def deployed(cls) -> ImageLimits:
+        """The deployed defaults, for tools that decode what the functions would accept without settings."""
+        return cls(max_bytes=Settings.max_image_bytes, max_pixels=Settings.max_image_pixels)
 
     def __post_init__(self) -> None:
         pillow_limit = Image.MAX_IMAGE_PIXELS or 0

@@ -95,7 +95,7 @@ class QueryConfig:
             bucket=settings.images_bucket,
             upload_prefix=settings.query_upload_prefix,
             presign_ttl_seconds=settings.presign_ttl_seconds,
-            limits=ImageLimits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels),
+            limits=ImageLimits.of(settings),
         )
 
 
