@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
+from tests.image_factories import block_jpeg
 
 
 def pattern_jpeg(seed: int, *, size: tuple[int, int] = (96, 80)) -> bytes:
     """A JPEG of coloured blocks, different for every seed."""
-    blocks = np.random.default_rng(seed).integers(0, 256, size=(5, 6, 3), dtype=np.uint8)
-    image = Image.fromarray(blocks).resize(size, Image.Resampling.NEAREST)
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=90)
-    return buffer.getvalue()
+    return block_jpeg(seed, blocks=(5, 6), size=size)
 
 
 def folder_dataset(root: Path, counts: dict[str, int]) -> Path:

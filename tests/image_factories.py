@@ -42,6 +42,12 @@ def encode(image: Image.Image, image_format: str, **params: Any) -> bytes:
     return buffer.getvalue()
 
 
+def block_jpeg(seed: int, *, blocks: tuple[int, int], size: tuple[int, int]) -> bytes:
+    """A JPEG of seeded random colours in ``blocks`` (rows, columns) stretched to ``size``; seeds differ."""
+    colours = np.random.default_rng(seed).integers(0, 256, size=(*blocks, 3), dtype=np.uint8)
+    return encode(Image.fromarray(colours).resize(size, Image.Resampling.NEAREST), "JPEG", quality=90)
+
+
 def two_halves(width: int, height: int, *, left: Colour, right: Colour) -> Image.Image:
     """An RGB image whose left half is ``left`` and right half is ``right``: shows every rotation."""
     pixels = np.empty((height, width, 3), dtype=np.uint8)

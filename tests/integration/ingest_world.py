@@ -6,20 +6,18 @@ Objects are written with boto3, so the S3 notifications the handler reads are th
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import boto3
-import numpy as np
-from PIL import Image
 
 from simsearch.errors import NotFoundError
 from simsearch.ids import image_id_for
 from simsearch.index.port import Document, FailureLog, FailureRecord, VectorIndex
 from tests.factories import sqs_event_from_messages
+from tests.image_factories import block_jpeg
 
 BUCKET = "images"
 SQS_BATCH = 10  # the most messages Lambda hands over from a standard queue batch of our event source
@@ -27,11 +25,7 @@ SQS_BATCH = 10  # the most messages Lambda hands over from a standard queue batc
 
 def photo(seed: int, *, size: tuple[int, int] = (96, 72)) -> bytes:
     """A JPEG of coloured blocks, different for every seed (so every vector differs)."""
-    blocks = np.random.default_rng(seed).integers(0, 256, size=(6, 8, 3), dtype=np.uint8)
-    image = Image.fromarray(blocks).resize(size, Image.Resampling.NEAREST)
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=90)
-    return buffer.getvalue()
+    return block_jpeg(seed, blocks=(6, 8), size=size)
 
 
 @dataclass
