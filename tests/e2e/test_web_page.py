@@ -13,7 +13,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from localmode.stack import LocalStack
-from tests.localmode_world import query_image, stack_with, write_corpus
+from tests.localmode_world import query_image, stack_with
 
 pytestmark = pytest.mark.e2e
 
@@ -28,13 +28,6 @@ CHROMIUM_ARGS = [
 ]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "e2e"
 TIMEOUT_MS = 30_000
-
-
-@pytest.fixture(scope="module")
-def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("images")
-    write_corpus(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -18,16 +18,9 @@ from localmode.cloud import moto_server, provision
 from localmode.stack import LocalStack, started
 from localmode.worker import QueueWorker
 from simsearch.ids import image_id_for
-from tests.localmode_world import query_image, stack_config, stack_with, write_corpus
+from tests.localmode_world import query_image, stack_config, stack_with
 
 TIMEOUT_S = 30
-
-
-@pytest.fixture(scope="module")
-def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("images")
-    write_corpus(folder)
-    return folder
 
 
 def test_a_second_run_reuses_the_index_and_finds_every_image_again(

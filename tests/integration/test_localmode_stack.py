@@ -15,16 +15,9 @@ from localmode import cli
 from localmode.stack import LocalStack, upload
 from simsearch.ids import image_id_for
 from simsearch.index import connect_failure_log
-from tests.localmode_world import query_image, stack_with, write_corpus
+from tests.localmode_world import query_image, stack_with
 
 TIMEOUT_S = 30
-
-
-@pytest.fixture(scope="module")
-def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("images")
-    write_corpus(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")
