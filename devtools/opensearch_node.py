@@ -7,8 +7,13 @@ and the integ-test distribution lacks that module, so ``fetch`` lays it out from
 installing the plugin. The k-NN zip on Maven Central carries no native libraries: only the
 ``lucene`` engine works on this node; a ``faiss`` or ``nmslib`` index kills the JVM on its first write.
 
-    python -m devtools.opensearch_node fetch          # prepare .cache/opensearch/ once (idempotent)
-    python -m devtools.opensearch_node run --port 9200  # a node in the foreground until Ctrl-C
+A second flavour adds the security plugin (``fetch(secured=True)``), as fine-grained access control
+runs it on Amazon OpenSearch Service: the plugin's own demo configuration (its installer, run once at
+fetch time) with TLS between nodes and basic authentication over plain HTTP on loopback, so tests can
+apply the deployment's roles and role mappings and then act as each function's identity.
+
+    python -m devtools.opensearch_node fetch [--secured]          # prepare .cache/opensearch/ once
+    python -m devtools.opensearch_node run --port 9200 [--secured]  # a node in the foreground until Ctrl-C
 """
 
 from __future__ import annotations
@@ -33,12 +38,19 @@ import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import FrameType, TracebackType
+from urllib.parse import quote
 
 from opensearchpy import OpenSearch
 from opensearchpy.exceptions import TransportError
 
 OPENSEARCH_VERSION = "2.19.1"
 KNN_VERSION = "2.19.1.0"  # Maven Central has no k-NN zip for 2.19.2 or 2.19.3
+SECURITY_VERSION = "2.19.1.0"
+ADMIN_USER = "admin"
+ADMIN_PASSWORD = "Xq7-vLm2#pRt9wZs"
+"""The secured node's administrator (its demo configuration's ``admin``): a node bound to 127.0.0.1 for
+tests only. The installer refuses weak passwords, so this one is long and mixed, and it is fixed because
+the installer hashes it into the cached install."""
 DEFAULT_CACHE_DIR = Path(__file__).resolve().parents[1] / ".cache" / "opensearch"
 
 _log = logging.getLogger(__name__)
@@ -61,7 +73,7 @@ _POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
       <version>{knn}</version>
       <type>zip</type>
     </dependency>
-    <dependency>
+{security}    <dependency>
       <!-- the painless module: this jar with antlr4-runtime, asm-* and painless-spi, minus the
            server and its libraries, which the distribution's lib/ already holds -->
       <groupId>org.opensearch.plugin</groupId>
@@ -76,6 +88,13 @@ _POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
     </dependency>
   </dependencies>
 </project>
+"""
+_SECURITY_DEPENDENCY = """    <dependency>
+      <groupId>org.opensearch.plugin</groupId>
+      <artifactId>opensearch-security</artifactId>
+      <version>{version}</version>
+      <type>zip</type>
+    </dependency>
 """
 _COPY_DEPENDENCIES = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies"
 
@@ -99,6 +118,12 @@ _PAINLESS_POLICY = """grant {
 """
 _PREPARED_MARKER = ".simsearch-prepared"
 _PREPARED_CONTENT = f"opensearch {OPENSEARCH_VERSION} + opensearch-knn {KNN_VERSION} + lang-painless\n"
+_SECURED_CONTENT = _PREPARED_CONTENT + f"+ opensearch-security {SECURITY_VERSION} (demo configuration)\n"
+_SECURITY_PLUGIN = Path("plugins") / "opensearch-security"
+_DEMO_BEGIN = "######## Start OpenSearch Security Demo Configuration ########"
+_DEMO_END = "######## End OpenSearch Security Demo Configuration ########"
+_DEMO_FILES = ("esnode.pem", "esnode-key.pem", "root-ca.pem", "kirk.pem", "kirk-key.pem")
+_DEMO_REPLACED = re.compile(r"^plugins\.security\.ssl\.http\.enabled:")  # our own value follows
 
 _JAVA_RELEASE_VERSION = re.compile(r'^JAVA_VERSION="(?:1\.)?(\d+)', re.MULTILINE)
 _SUPPORTED_JAVA = range(11, 24)  # 2.19 installs a Security Manager, which Java 24 removed
@@ -112,21 +137,24 @@ class OpenSearchNodeError(Exception):
     """The distribution could not be prepared, or a node did not start or died."""
 
 
-def fetch(cache_dir: Path = DEFAULT_CACHE_DIR) -> Path:
+def fetch(cache_dir: Path = DEFAULT_CACHE_DIR, *, secured: bool = False) -> Path:
     """Return the prepared install directory, downloading and preparing it only if it is missing.
 
-    Safe to call from several processes at once: one prepares, the others wait on a lock. The
-    directory appears by an atomic rename, so an interrupted run leaves nothing half-prepared.
+    ``secured`` selects the flavour with the security plugin and its demo configuration. Safe to call
+    from several processes at once: one prepares, the others wait on a lock. The directory appears by
+    an atomic rename, so an interrupted run leaves nothing half-prepared.
     """
-    home = cache_dir / f"opensearch-{OPENSEARCH_VERSION}"
-    if _is_prepared(home):
+    home = cache_dir / f"opensearch-{OPENSEARCH_VERSION}{'-secured' if secured else ''}"
+    content = _SECURED_CONTENT if secured else _PREPARED_CONTENT
+    if _is_prepared(home, content):
         return home
     cache_dir.mkdir(parents=True, exist_ok=True)
     with _exclusive_lock(cache_dir / ".lock"):
-        if _is_prepared(home):
+        if _is_prepared(home, content):
             return home
         with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".staging-") as staging:
-            staged_home = _prepare(Path(staging))
+            staged_home = _prepare(Path(staging), secured=secured)
+            (staged_home / _PREPARED_MARKER).write_text(content)
             shutil.rmtree(home, ignore_errors=True)  # left by an older version of this module
             staged_home.rename(home)
     return home
@@ -180,11 +208,23 @@ class OpenSearchNode:
         self._url: str | None = None
 
     @property
+    def secured(self) -> bool:
+        """Whether the install carries the security plugin (``fetch(secured=True)``)."""
+        return (self._home / _SECURITY_PLUGIN).is_dir()
+
+    @property
     def url(self) -> str:
         """``http://127.0.0.1:<port>`` of the running node."""
         if self._url is None:
             raise OpenSearchNodeError("the node is not running: call start() or use it in a with block")
         return self._url
+
+    @property
+    def admin_url(self) -> str:
+        """``url`` with the administrator's credentials on a secured node; ``url`` itself otherwise."""
+        if not self.secured:
+            return self.url
+        return self.url.replace("http://", f"http://{ADMIN_USER}:{quote(ADMIN_PASSWORD, safe='')}@", 1)
 
     @property
     def console_log(self) -> Path:
@@ -249,7 +289,7 @@ class OpenSearchNode:
         _write_config(
             workdir,
             dist_config=home / "config",
-            settings=_node_settings(workdir, self._http_port),
+            settings=_node_settings(workdir, self._http_port, secured=self.secured),
             heap=self._heap,
         )
         if user:
@@ -283,7 +323,9 @@ class OpenSearchNode:
             self._raise_if_exited()
             if url is None and ports_file.is_file():
                 url = "http://" + ports_file.read_text().split()[0]
-            if url is not None and _is_healthy(url):
+            if url is not None and _is_healthy(
+                url, auth=(ADMIN_USER, ADMIN_PASSWORD) if self.secured else None
+            ):
                 return url
             time.sleep(0.25)
         raise OpenSearchNodeError(
@@ -307,9 +349,9 @@ class OpenSearchNode:
         return ""
 
 
-def _is_prepared(home: Path) -> bool:
+def _is_prepared(home: Path, content: str) -> bool:
     marker = home / _PREPARED_MARKER
-    return marker.is_file() and marker.read_text() == _PREPARED_CONTENT
+    return marker.is_file() and marker.read_text() == content
 
 
 @contextlib.contextmanager
@@ -319,28 +361,35 @@ def _exclusive_lock(path: Path) -> Iterator[None]:
         yield
 
 
-def _prepare(staging: Path) -> Path:
+def _prepare(staging: Path, *, secured: bool) -> Path:
     artifacts = staging / "artifacts"
-    _download(staging / "pom.xml", artifacts)
+    _download(staging / "pom.xml", artifacts, secured=secured)
     _extract(artifacts / f"opensearch-{OPENSEARCH_VERSION}.zip", staging)
     home = staging / f"opensearch-{OPENSEARCH_VERSION}"
     _lay_out_painless_module(home / "modules" / "lang-painless", jars=sorted(artifacts.glob("*.jar")))
-    _check_call(
-        [
-            str(home / "bin" / "opensearch-plugin"),
-            "install",
-            "--batch",
-            (artifacts / f"opensearch-knn-{KNN_VERSION}.zip").as_uri(),
-        ],
-        env={**os.environ, "OPENSEARCH_JAVA_HOME": str(java_home())},
-    )
+    plugins = [f"opensearch-knn-{KNN_VERSION}.zip"]
+    if secured:
+        plugins.append(f"opensearch-security-{SECURITY_VERSION}.zip")
+    env = {**os.environ, "OPENSEARCH_JAVA_HOME": str(java_home())}
+    for plugin in plugins:
+        _check_call(
+            [str(home / "bin" / "opensearch-plugin"), "install", "--batch", (artifacts / plugin).as_uri()],
+            env=env,
+        )
+    if secured:
+        # -y accept, -i allow any host, -s skip the "security index exists" check: a fresh install
+        installer = home / _SECURITY_PLUGIN / "tools" / "install_demo_configuration.sh"
+        _check_call(
+            ["bash", str(installer), "-y", "-i", "-s"],
+            env={**env, "OPENSEARCH_INITIAL_ADMIN_PASSWORD": ADMIN_PASSWORD},
+        )
     _make_readable_by_all(home)  # a root caller runs the node as nobody
-    (home / _PREPARED_MARKER).write_text(_PREPARED_CONTENT)
     return home
 
 
-def _download(pom: Path, into: Path) -> None:
-    pom.write_text(_POM.format(opensearch=OPENSEARCH_VERSION, knn=KNN_VERSION))
+def _download(pom: Path, into: Path, *, secured: bool) -> None:
+    security = _SECURITY_DEPENDENCY.format(version=SECURITY_VERSION) if secured else ""
+    pom.write_text(_POM.format(opensearch=OPENSEARCH_VERSION, knn=KNN_VERSION, security=security))
     _log.info(
         "fetching OpenSearch %s and k-NN %s with Maven (first run only)", OPENSEARCH_VERSION, KNN_VERSION
     )
@@ -387,8 +436,8 @@ def _check_call(command: list[str], *, env: Mapping[str, str] | None = None) -> 
         ) from error
 
 
-def _node_settings(workdir: Path, http_port: int) -> dict[str, object]:
-    return {
+def _node_settings(workdir: Path, http_port: int, *, secured: bool) -> dict[str, object]:
+    settings: dict[str, object] = {
         "cluster.name": "simsearch-dev",
         "node.name": "simsearch-dev",
         "network.host": "127.0.0.1",  # loopback only: the production bootstrap checks stay warnings
@@ -401,16 +450,34 @@ def _node_settings(workdir: Path, http_port: int) -> dict[str, object]:
         # dev disks run nearly full; the flood-stage watermark would make every index read-only
         "cluster.routing.allocation.disk.threshold_enabled": False,
     }
+    if secured:  # basic authentication over plain HTTP on loopback: clients need no CA bundle
+        settings["plugins.security.ssl.http.enabled"] = False
+    return settings
 
 
 def _write_config(workdir: Path, *, dist_config: Path, settings: Mapping[str, object], heap: str) -> None:
     config = workdir / "config"
-    (config / "opensearch.yml").write_text(json.dumps(settings, indent=2))  # JSON is YAML
+    lines = [f"{name}: {json.dumps(value)}" for name, value in settings.items()]  # JSON values are YAML
+    if (dist_config / "opensearch-security").is_dir():
+        lines += _demo_security_settings(dist_config / "opensearch.yml")
+        for name in _DEMO_FILES:
+            shutil.copyfile(dist_config / name, config / name)
+        shutil.copytree(dist_config / "opensearch-security", config / "opensearch-security")
+    (config / "opensearch.yml").write_text("\n".join([*lines, ""]))
     shutil.copyfile(dist_config / "log4j2.properties", config / "log4j2.properties")
     dist_options = (dist_config / "jvm.options").read_text().splitlines()
     kept = [line for line in dist_options if not _REPLACED_JVM_OPTIONS.search(line)]
     own = [f"-Xms{heap}", f"-Xmx{heap}", f"-XX:ErrorFile={workdir / 'logs' / 'hs_err_pid%p.log'}"]
     (config / "jvm.options").write_text("\n".join([*kept, *own, ""]))
+
+
+def _demo_security_settings(dist_yml: Path) -> list[str]:
+    """The settings the security plugin's demo installer appended to the distribution's opensearch.yml."""
+    text = dist_yml.read_text()
+    if _DEMO_BEGIN not in text or _DEMO_END not in text:
+        raise OpenSearchNodeError(f"{dist_yml} holds no demo security configuration: delete the cache, fetch")
+    block = text.split(_DEMO_BEGIN, 1)[1].split(_DEMO_END, 1)[0]
+    return [line for line in block.splitlines() if not _DEMO_REPLACED.match(line)]
 
 
 def _unprivileged_user() -> pwd.struct_passwd | None:
@@ -451,8 +518,8 @@ def _die_with_parent() -> Callable[[], None] | None:
     return set_parent_death_signal
 
 
-def _is_healthy(url: str) -> bool:
-    client = OpenSearch(hosts=[url], timeout=10)
+def _is_healthy(url: str, *, auth: tuple[str, str] | None) -> bool:
+    client = OpenSearch(hosts=[url], http_auth=auth, timeout=10)
     try:
         health = client.cluster.health()
     except TransportError:  # not listening yet, or no cluster manager elected yet (503)
@@ -473,12 +540,14 @@ def _terminate(process: subprocess.Popen[bytes], *, grace_s: float) -> None:
             return
 
 
-def _serve(port: int) -> None:
+def _serve(port: int, *, secured: bool) -> None:
     def stop_on_sigterm(signum: int, _frame: FrameType | None) -> None:
         raise SystemExit(128 + signum)  # unwinds through the with block, so the node is stopped cleanly
 
     signal.signal(signal.SIGTERM, stop_on_sigterm)
-    with OpenSearchNode(home=fetch(), http_port=port) as node:
+    with OpenSearchNode(home=fetch(secured=secured), http_port=port) as node:
+        if node.secured:
+            print(f"administrator: {ADMIN_USER} / {ADMIN_PASSWORD} (basic authentication)", flush=True)
         print(f"log: {node.console_log}; Ctrl-C stops the node and deletes its data", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             node.wait()
@@ -490,21 +559,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m devtools.opensearch_node", description="A real OpenSearch node with k-NN for tests."
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser(
+    fetching = commands.add_parser(
         "fetch", help=f"download and prepare OpenSearch into {DEFAULT_CACHE_DIR} unless there"
     )
     run = commands.add_parser("run", help="start a node on 127.0.0.1 and keep it up until Ctrl-C")
     run.add_argument("--port", type=int, default=9200, help="HTTP port (0: any free port); default 9200")
+    for command in (fetching, run):
+        command.add_argument(
+            "--secured", action="store_true", help="the flavour with the security plugin (demo configuration)"
+        )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("opensearch").setLevel(logging.ERROR)  # one line per readiness probe otherwise
     try:
         if args.command == "fetch":
             started = time.monotonic()
-            home = fetch()
+            home = fetch(secured=args.secured)
             print(f"{home} is ready ({time.monotonic() - started:.1f}s)")
         else:
-            _serve(args.port)
+            _serve(args.port, secured=args.secured)
     except OpenSearchNodeError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
