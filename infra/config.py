@@ -24,6 +24,10 @@ ModelName = Literal["resnet50", "mobilenet_v2"]
 ApiAuth = Literal["api_key", "iam"]
 
 _USER_KEY = re.compile(r"[a-z][a-z0-9_]*")  # CDK's own keys carry ':' or '@' and are left alone
+UNRESERVED_MINIMUM = 100
+"""Lambda keeps at least this much of an account's concurrency unreserved: reserved and provisioned
+concurrency may take only "the unreserved account concurrency minus 100" (Lambda developer guide,
+"Configuring reserved concurrency"); a deployment that asks for more fails halfway through."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,6 +60,7 @@ class DeploymentConfig:
     query_memory_mb: int = 2048
     query_timeout_s: int = 15
     query_provisioned_concurrency: int
+    account_concurrency: int = 0  # the account's Lambda concurrency quota here; 0: not stated
     api_auth: ApiAuth = "api_key"
     throttle_rate: int
     throttle_burst: int
@@ -96,11 +101,34 @@ class DeploymentConfig:
         config.check()
         return config
 
+    @property
+    def committed_concurrency(self) -> int:
+        """Concurrency taken from the account: reserved for ingestion plus provisioned for queries."""
+        return self.ingest_reserved_concurrency + self.query_provisioned_concurrency
+
     def check(self) -> None:
         """Reject combinations AWS would refuse only halfway through a deployment."""
         problems = [message for broken, message in self._rules() if broken]
         if problems:
             raise ConfigError("inconsistent deployment settings: " + "; ".join(problems))
+
+    def _concurrency_rule(self) -> tuple[bool, str]:
+        committed, needed = self.committed_concurrency, self.committed_concurrency + UNRESERVED_MINIMUM
+        what = (
+            f"profile {self.profile} reserves {self.ingest_reserved_concurrency} concurrent executions for "
+            f"ingestion and provisions {self.query_provisioned_concurrency} for queries; Lambda must keep "
+            f"{UNRESERVED_MINIMUM} unreserved, so the account's concurrency quota must be at least {needed}"
+        )
+        fix = (
+            "see your quota with `aws lambda get-account-settings` (AccountLimit.ConcurrentExecutions; "
+            "new accounts have 10) or `make preflight`, then pass it as -c account_concurrency=N, or deploy "
+            "without them: -c ingest_reserved_concurrency=0 -c query_provisioned_concurrency=0"
+        )
+        if committed and not self.account_concurrency:
+            return True, f"{what}: state the quota ({fix})"
+        if committed and self.account_concurrency < needed:
+            return True, f"{what}, and account_concurrency={self.account_concurrency} is below it ({fix})"
+        return False, ""
 
     def _rules(self) -> list[tuple[bool, str]]:
         return [
@@ -131,6 +159,7 @@ class DeploymentConfig:
                 self.log_retention_days not in RETENTION,
                 f"log_retention_days must be one of {sorted(RETENTION)}",
             ),
+            self._concurrency_rule(),
         ]
 
 

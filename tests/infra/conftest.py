@@ -28,6 +28,10 @@ STACK = "ImageSearch"
 VARIANT_CORS_ORIGIN = "https://app.example.org"
 SYNTH_MODEL = "mobilenet_v2"  # offline CI has its real weights (make model); ResNet50's need -c weights
 CDK_CONTEXT: dict[str, Any] = json.loads((ROOT / "cdk.json").read_text())["context"]
+PROFILE_CONTEXT: dict[str, dict[str, str]] = {  # what a user passes besides the profile (docs/deploy.md)
+    "dev": {},
+    "prod": {"account_concurrency": "1000"},  # prod reserves concurrency: it states the default quota
+}
 
 
 @dataclass(frozen=True)
@@ -74,7 +78,8 @@ def cli_synth(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Synth
         if profile not in done:
             out = tmp_path_factory.mktemp(f"cdk.out-{profile}")
             started = time.perf_counter()
-            result = cdk_synth(out, f"profile={profile}", f"model={SYNTH_MODEL}")
+            extra = [f"{key}={value}" for key, value in PROFILE_CONTEXT[profile].items()]
+            result = cdk_synth(out, f"profile={profile}", f"model={SYNTH_MODEL}", *extra)
             done[profile] = Synthesis(
                 profile, out, result.returncode, result.stdout + result.stderr, time.perf_counter() - started
             )
@@ -119,6 +124,7 @@ def vpc_iam_template(tmp_path_factory: pytest.TempPathFactory) -> Template:
     """The prod profile in a VPC, with IAM-authorised methods and one CORS origin; cdk-nag runs here too."""
     stack = in_process_stack(
         tmp_path_factory.mktemp("vpc-iam"),
+        **PROFILE_CONTEXT["prod"],
         profile="prod",
         vpc="true",
         api_auth="iam",

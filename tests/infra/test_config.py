@@ -24,7 +24,7 @@ def test_without_context_the_dev_profile_applies_with_resnet50() -> None:
 
 
 def test_prod_keeps_data_and_runs_dedicated_masters_across_zones() -> None:
-    config = DeploymentConfig.from_context({"profile": "prod"})
+    config = DeploymentConfig.from_context({"profile": "prod", "account_concurrency": "1000"})
     assert config.removal_policy == RemovalPolicy.RETAIN
     assert (config.master_nodes, config.availability_zones, config.index_replicas) == (3, 2, 1)
 
@@ -32,17 +32,23 @@ def test_prod_keeps_data_and_runs_dedicated_masters_across_zones() -> None:
 def test_command_line_strings_are_parsed_by_field_type() -> None:
     """`-c` values always arrive as strings; cdk.json values as JSON types. Both must work."""
     from_cli = DeploymentConfig.from_context(
-        {"profile": "prod", "vpc": "true", "data_nodes": "4", "api_auth": "iam", "engine_version": "3.1"}
+        {
+            "profile": "prod",
+            "vpc": "true",
+            "data_nodes": "4",
+            "api_auth": "iam",
+            "account_concurrency": "1000",
+        }
     )
     from_json = DeploymentConfig.from_context(
-        {"profile": "prod", "vpc": True, "data_nodes": 4, "api_auth": "iam", "engine_version": "3.1"}
+        {"profile": "prod", "vpc": True, "data_nodes": 4, "api_auth": "iam", "account_concurrency": 1000}
     )
     assert from_cli == from_json
-    assert (from_cli.vpc, from_cli.data_nodes, from_cli.api_auth, from_cli.engine_version) == (
+    assert (from_cli.vpc, from_cli.data_nodes, from_cli.api_auth, from_cli.account_concurrency) == (
         True,
         4,
         "iam",
-        "3.1",
+        1000,
     )
 
 
@@ -93,6 +99,30 @@ def test_combinations_aws_would_refuse_mid_deployment_stop_synth(
 ) -> None:
     with pytest.raises(ConfigError, match=problem):
         DeploymentConfig.from_context(overrides)
+
+
+@pytest.mark.parametrize(
+    ("context", "expected"),
+    [
+        ({"profile": "prod"}, "quota must be at least 111: state the quota"),
+        ({"profile": "prod", "account_concurrency": "10"}, "account_concurrency=10 is below it"),
+        ({"query_provisioned_concurrency": "1", "account_concurrency": "100"}, "at least 101"),
+    ],
+)
+def test_concurrency_the_account_cannot_spare_stops_synth_with_the_way_out(
+    context: dict[str, str], expected: str
+) -> None:
+    """Lambda refuses reservations that leave under 100 unreserved (its developer guide); new accounts have 10."""
+    with pytest.raises(ConfigError, match=expected) as raised:
+        DeploymentConfig.from_context(context)
+    assert "-c account_concurrency=N" in str(raised.value)
+    assert "-c ingest_reserved_concurrency=0 -c query_provisioned_concurrency=0" in str(raised.value)
+
+
+def test_a_stated_quota_with_room_for_the_reservations_deploys() -> None:
+    config = DeploymentConfig.from_context({"profile": "prod", "account_concurrency": "111"})
+    assert config.committed_concurrency == 11
+    assert DeploymentConfig.from_context({"profile": "dev"}).committed_concurrency == 0  # no quota needed
 
 
 def test_the_deploy_guide_documents_every_context_key() -> None:
