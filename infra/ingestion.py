@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import jsii
 from aws_cdk import Duration, Stack
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_s3_notifications as s3n
 from aws_cdk import aws_sqs as sqs
 from aws_cdk.aws_lambda_event_sources import SqsEventSource
+from aws_cdk.interfaces import aws_s3 as s3_interfaces
 from constructs import Construct
 
 from infra.config import DeploymentConfig
@@ -64,7 +66,7 @@ class Ingestion(Construct):
             dead_letter_queue=sqs.DeadLetterQueue(queue=self.dead_letters, max_receive_count=MAX_RECEIVES),
         )
         for event in (s3.EventType.OBJECT_CREATED, s3.EventType.OBJECT_REMOVED):
-            props.store.bucket.add_event_notification(event, s3n.SqsDestination(uploads))
+            props.store.bucket.add_event_notification(event, _NotifiedQueue(uploads))
         self._acknowledge_notifications_handler()
         self.function = python_function(
             self,
@@ -98,3 +100,29 @@ class Ingestion(Construct):
         for child in stack.node.children:
             if child.node.id.startswith("BucketNotificationsHandler"):
                 acknowledge_basic_execution_role(child, vpc=False)
+
+
+@jsii.implements(s3.IBucketNotificationDestination)
+class _NotifiedQueue:
+    """``s3n.SqsDestination``, with the account in the grant as well as the bucket.
+
+    CDK's destination lets S3 send on behalf of the bucket ARN alone; bucket names are global, so AWS's
+    confused-deputy advice for S3 event notifications adds ``aws:SourceAccount``, the bucket owner.
+    """
+
+    def __init__(self, queue: sqs.IQueue) -> None:
+        self._queue = queue
+
+    def bind(
+        self, scope: Construct, bucket: s3_interfaces.IBucketRef
+    ) -> s3.BucketNotificationDestinationConfig:
+        conditions = {
+            "ArnLike": {"aws:SourceArn": bucket.bucket_ref.bucket_arn},
+            "StringEquals": {"aws:SourceAccount": Stack.of(scope).account},
+        }
+        self._queue.grant_send_messages(iam.ServicePrincipal("s3.amazonaws.com", conditions=conditions))
+        return s3.BucketNotificationDestinationConfig(
+            arn=self._queue.queue_arn,
+            type=s3.BucketNotificationDestinationType.QUEUE,
+            dependencies=[self._queue],  # the queue policy exists before S3 tests the destination
+        )

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from aws_cdk import Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_opensearchservice as opensearch
 from aws_cdk import custom_resources as cr
 from constructs import Construct, IConstruct
@@ -17,12 +18,20 @@ from infra.governance import acknowledge
 from infra.log_groups import log_group
 from infra.network import Network
 
-# The HTTP verbs of the OpenSearch API, spelled out: no policy here grants `es:*` or `es:ESHttp*`.
-ES_READ_ACTIONS = ("es:ESHttpGet", "es:ESHttpHead")
-ES_WRITE_ACTIONS = ("es:ESHttpPost", "es:ESHttpPut", "es:ESHttpDelete", "es:ESHttpPatch")
-# Paths outside the index paths that the OpenSearch adapter calls (simsearch/index/opensearch.py):
-READ_ROOT_PATHS = ("_alias/{pattern}",)  # ensure() resolves the alias: GET/HEAD /_alias/<alias>
-WRITE_ROOT_PATHS = ("_bulk",)  # streaming_bulk posts to /_bulk; FGAC still limits each item to the pattern
+# What each kind of function may send to the domain: (HTTP verbs, paths below the domain ARN), with
+# `{p}` the app's index pattern. The verbs are spelled out (no policy here grants `es:*` or `es:ESHttp*`),
+# and the paths are the ones the OpenSearch adapter uses (simsearch/index/opensearch.py); the integration
+# suite replays every request the deployed functions make against these grants.
+Access = tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]
+READER: Access = (
+    (("GET", "HEAD"), ("{p}", "{p}/*")),  # documents, mappings, aliases of the app's indexes
+    (("POST",), ("{p}/_search", "{p}/_count")),  # opensearch-py sends searches and counts as POST
+)
+WRITER: Access = (
+    (("GET", "HEAD", "POST", "PUT", "DELETE"), ("{p}", "{p}/*")),  # create, write, read the indexes
+    (("POST",), ("_bulk",)),  # streaming_bulk posts to /_bulk; FGAC still limits each item to the pattern
+)
+ADMIN_VERBS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH")  # the master user: roles, mappings, indexes
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,6 +64,9 @@ class SearchDomain(Construct):
             self.admin_role.add_managed_policy(
                 iam.ManagedPolicy.from_aws_managed_policy_name("service-role/AWSLambdaVPCAccessExecutionRole")
             )
+        kinds = ["AppLogs", "SlowSearchLogs", "SlowIndexLogs"] + (["AuditLogs"] if config.audit_logs else [])
+        log_groups = {kind: log_group(self, kind, config=config) for kind in kinds}
+        logs_policy = self._let_domain_log(list(log_groups.values()))
         self.domain = opensearch.Domain(
             self,
             "Domain",
@@ -81,21 +93,24 @@ class SearchDomain(Construct):
             ),
             logging=opensearch.LoggingOptions(
                 app_log_enabled=True,
-                app_log_group=log_group(self, "AppLogs", config=config),
+                app_log_group=log_groups["AppLogs"],
                 slow_search_log_enabled=True,
-                slow_search_log_group=log_group(self, "SlowSearchLogs", config=config),
+                slow_search_log_group=log_groups["SlowSearchLogs"],
                 slow_index_log_enabled=True,
-                slow_index_log_group=log_group(self, "SlowIndexLogs", config=config),
+                slow_index_log_group=log_groups["SlowIndexLogs"],
+                audit_log_enabled=config.audit_logs,  # the bootstrap turns the plugin's audit log on
+                audit_log_group=log_groups.get("AuditLogs"),
             ),
+            suppress_logs_resource_policy=True,  # _let_domain_log writes one with confused-deputy conditions
             vpc=props.network.vpc if props.network else None,
             vpc_subnets=props.network.domain_subnets(config.availability_zones) if props.network else None,
             removal_policy=config.removal_policy,
         )
+        self.domain.node.add_dependency(logs_policy)  # the service checks it when logging is switched on
         self.endpoint_url = f"https://{self.domain.domain_endpoint}"
         self.domain.grant_read_write(self.admin_role)
-        everything = [*ES_READ_ACTIONS, *ES_WRITE_ACTIONS]
         self.domain.add_access_policies(
-            self._allow(self.admin_role, [f"{self.domain.domain_arn}/*"], everything)
+            self._allow(self.admin_role, [f"{self.domain.domain_arn}/*"], _actions(ADMIN_VERBS))
         )
         acknowledge(
             self.admin_role,
@@ -107,26 +122,19 @@ class SearchDomain(Construct):
         self._acknowledge_cdk_helpers()
 
     def admit(self, grantee: iam.IRole, *, index_pattern: str, write: bool) -> None:
-        """Let ``grantee`` call the paths of the indexes matching ``index_pattern`` (write only if ``write``).
+        """Let ``grantee`` send the requests of ``WRITER`` (else ``READER``) to the ``index_pattern`` indexes.
 
-        The identity policy comes from the domain's grants; the resource policy repeats the same paths,
-        because with an access policy on the domain a request must pass both.
+        The same statements go into the role's policy and the domain's resource policy, so the request
+        is allowed whichever of the two AWS consults first and whatever either says of role sessions.
         """
-        root_paths = [path.format(pattern=index_pattern) for path in READ_ROOT_PATHS]
-        if write:
-            self.domain.grant_index_read_write(index_pattern, grantee)
-            root_paths += WRITE_ROOT_PATHS
-        else:
-            self.domain.grant_index_read(index_pattern, grantee)
-        actions = [*ES_READ_ACTIONS, *(ES_WRITE_ACTIONS if write else ())]
         arn = self.domain.domain_arn
-        iam.Grant.add_to_principal(
-            grantee=grantee, actions=actions, resource_arns=[f"{arn}/{p}" for p in root_paths]
-        )
-        paths = [index_pattern, f"{index_pattern}/*", *root_paths]
-        self.domain.add_access_policies(self._allow(grantee, [f"{arn}/{path}" for path in paths], actions))
+        for verbs, paths in WRITER if write else READER:
+            resources = [f"{arn}/{path.format(p=index_pattern)}" for path in paths]
+            iam.Grant.add_to_principal(grantee=grantee, actions=_actions(verbs), resource_arns=resources)
+            self.domain.add_access_policies(self._allow(grantee, resources, _actions(verbs)))
         domain = f"<{logical_id(self.domain)}.Arn>"
-        for path in (p for p in paths if "*" in p):  # cdk-nag reports each wildcard resource
+        wildcards = {path.format(p=index_pattern) for _, paths in READER + WRITER for path in paths}
+        for path in sorted(p for p in wildcards if "*" in p):  # cdk-nag reports each wildcard resource
             acknowledge(
                 grantee,
                 f"AwsSolutions-IAM5[Resource::{domain}/{path}]",
@@ -149,13 +157,33 @@ class SearchDomain(Construct):
             principals=[iam.ArnPrincipal(role.role_arn)], actions=actions, resources=resources
         )
 
-    def _acknowledge_cdk_helpers(self) -> None:
-        """The domain's log resource policy and access policy are set by CDK's AwsCustomResource function."""
-        acknowledge(
-            self.domain,
-            "AwsSolutions-IAM5[Resource::*]",
-            "CloudWatch Logs resource policies are account-wide: PutResourcePolicy takes no resource ARN",
+    def _let_domain_log(self, groups: list[logs.LogGroup]) -> logs.ResourcePolicy:
+        """OpenSearch Service may write to these log groups on behalf of a domain of this account.
+
+        CDK's own policy names no source, so any account's domain could write into them; AWS's advice
+        for OpenSearch logs adds ``aws:SourceAccount`` and ``aws:SourceArn``. The domain's own ARN
+        cannot appear here (the domain waits for this policy), so the source is this account's domains.
+        """
+        stack = Stack.of(self)
+        domains = f"arn:{stack.partition}:es:{stack.region}:{stack.account}:domain/*"
+        return logs.ResourcePolicy(
+            self,
+            "LogsPolicy",
+            policy_statements=[
+                iam.PolicyStatement(
+                    principals=[iam.ServicePrincipal("es.amazonaws.com")],
+                    actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                    resources=[group.log_group_arn for group in groups],
+                    conditions={
+                        "StringEquals": {"aws:SourceAccount": stack.account},
+                        "ArnLike": {"aws:SourceArn": domains},
+                    },
+                )
+            ],
         )
+
+    def _acknowledge_cdk_helpers(self) -> None:
+        """The domain's access policy is set by CDK's AwsCustomResource function."""
         helper = Stack.of(self).node.try_find_child(
             "AWS" + cr.AwsCustomResource.PROVIDER_FUNCTION_UUID.replace("-", "")
         )
@@ -191,3 +219,8 @@ class SearchDomain(Construct):
                 "AwsSolutions-OS7",
                 f"profile {config.profile} runs in one availability zone to save cost; prod uses two",
             )
+
+
+def _actions(verbs: tuple[str, ...]) -> list[str]:
+    """``es:ESHttp<Verb>``: OpenSearch Service authorises each HTTP request by its method."""
+    return [f"es:ESHttp{verb.capitalize()}" for verb in verbs]
