@@ -42,6 +42,15 @@ def version_name(alias: str, version: int) -> str:
     return f"{alias}-v{version}"
 
 
+def versions_pattern(alias: str) -> str:
+    """Every concrete index that may stand behind ``alias``: what alias look-ups are asked of.
+
+    Under fine-grained access control a role allowed only ``<prefix>-*`` is refused an alias look-up
+    that names no index (``GET /_alias/<alias>`` resolves against every index in the cluster).
+    """
+    return f"{alias}-v*"
+
+
 def failures_name(prefix: str) -> str:
     """The small index (OpenSearch) that records images that could not be indexed."""
     return alias_name(prefix, "failures")

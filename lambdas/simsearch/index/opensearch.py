@@ -29,7 +29,7 @@ from opensearchpy.helpers import streaming_bulk
 
 from simsearch.errors import ConfigError, IndexUnavailableError, NotFoundError, SimsearchError
 from simsearch.index import mapping
-from simsearch.index.naming import alias_name, failures_name, version_name
+from simsearch.index.naming import alias_name, failures_name, version_name, versions_pattern
 from simsearch.index.port import (
     Document,
     FailureRecord,
@@ -99,8 +99,11 @@ class IndexConfig:
         )
 
 
-def client_for(settings: Settings, *, timeout: float = 10.0, max_retries: int = 2) -> OpenSearch:
+def client_for(settings: Settings, *, timeout: float | None = None) -> OpenSearch:
     """An OpenSearch client for ``settings.opensearch_url`` with the configured authentication.
+
+    Each request waits ``timeout`` (default ``settings.opensearch_timeout_s``) and is retried
+    ``settings.opensearch_retries`` times, so a request costs at most ``(1 + retries) × timeout``.
 
     ``sigv4`` signs with the default boto3 credential chain; the signer asks the credentials object
     for fresh values on every request, so expiring role credentials are refreshed, not cached.
@@ -110,8 +113,8 @@ def client_for(settings: Settings, *, timeout: float = 10.0, max_retries: int = 
         raise ConfigError("opensearch_url is empty; set it, or use the embedded index")
     options: dict[str, Any] = {
         "hosts": [settings.opensearch_url],
-        "timeout": timeout,
-        "max_retries": max_retries,
+        "timeout": settings.opensearch_timeout_s if timeout is None else timeout,
+        "max_retries": settings.opensearch_retries,
         "retry_on_timeout": True,
         "retry_on_status": _RETRY_ON_STATUS,
     }
@@ -294,10 +297,13 @@ class OpenSearchIndex:
                 raise
 
     def _alias_targets(self) -> list[str]:
-        """The concrete indexes behind the alias (one, or none before ``ensure``)."""
-        if not self._client.indices.exists_alias(name=self._alias):
+        """The concrete indexes behind the alias (one, or none before ``ensure``), among its versions."""
+        try:
+            return sorted(
+                self._client.indices.get_alias(index=versions_pattern(self._alias), name=self._alias)
+            )
+        except os_errors.NotFoundError:  # "alias [...] missing"
             return []
-        return sorted(self._client.indices.get_alias(name=self._alias))
 
     def _check_dimension(self, index: str) -> None:
         properties = self._client.indices.get_mapping(index=index)[index]["mappings"]["properties"]
