@@ -9,6 +9,7 @@ stops synth, because a silently ignored setting deploys something else than was 
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
@@ -24,6 +25,14 @@ ModelName = Literal["resnet50", "mobilenet_v2"]
 ApiAuth = Literal["api_key", "iam"]
 
 _USER_KEY = re.compile(r"[a-z][a-z0-9_]*")  # CDK's own keys carry ':' or '@' and are left alone
+QUERY_RESERVE_S = 5.0
+"""Of the query function's timeout, what is kept for all that is not the index: embedding the image,
+reading it from S3, presigning the results' links."""
+INDEX_REQUESTS_PER_QUERY = 2
+"""The most OpenSearch requests one API call makes (a search by indexed image: GET its document, then
+search); the integration suite checks it against the requests the deployed function really sends."""
+QUERY_INDEX_RETRIES = 1
+MIN_QUERY_INDEX_TIMEOUT_S = 0.5
 UNRESERVED_MINIMUM = 100
 """Lambda keeps at least this much of an account's concurrency unreserved: reserved and provisioned
 concurrency may take only "the unreserved account concurrency minus 100" (Lambda developer guide,
@@ -50,6 +59,7 @@ class DeploymentConfig:
     vpc: bool = False
     destroy_on_delete: bool  # domain, bucket, logs and index are deleted with the stack
     access_logs: bool
+    audit_logs: bool  # the security plugin's audit log (logins, refused requests, security changes)
     log_retention_days: int
     index_prefix: str = "images"
     ingest_memory_mb: int = 2048
@@ -102,6 +112,16 @@ class DeploymentConfig:
         return config
 
     @property
+    def query_index_timeout_s(self) -> float:
+        """How long each OpenSearch request of the query function may take, each attempt included.
+
+        Every attempt of every request then ends inside the function's timeout, so a slow domain gets the
+        API's own 503 with Retry-After: a function that times out gets a 502 from API Gateway instead.
+        """
+        attempts = INDEX_REQUESTS_PER_QUERY * (1 + QUERY_INDEX_RETRIES)
+        return (self.query_timeout_s - QUERY_RESERVE_S) / attempts
+
+    @property
     def committed_concurrency(self) -> int:
         """Concurrency taken from the account: reserved for ingestion plus provisioned for queries."""
         return self.ingest_reserved_concurrency + self.query_provisioned_concurrency
@@ -111,6 +131,11 @@ class DeploymentConfig:
         problems = [message for broken, message in self._rules() if broken]
         if problems:
             raise ConfigError("inconsistent deployment settings: " + "; ".join(problems))
+
+    @staticmethod
+    def _shortest_query_timeout_s() -> int:
+        attempts = INDEX_REQUESTS_PER_QUERY * (1 + QUERY_INDEX_RETRIES)
+        return math.ceil(QUERY_RESERVE_S + MIN_QUERY_INDEX_TIMEOUT_S * attempts)
 
     def _concurrency_rule(self) -> tuple[bool, str]:
         committed, needed = self.committed_concurrency, self.committed_concurrency + UNRESERVED_MINIMUM
@@ -150,7 +175,13 @@ class DeploymentConfig:
                 0 < self.ingest_reserved_concurrency < self.ingest_max_concurrency,
                 "ingest_reserved_concurrency, when set, must be at least ingest_max_concurrency",
             ),
-            (not 1 <= self.query_timeout_s <= 29, "query_timeout_s must be 1..29 (API Gateway waits 29 s)"),
+            (self.query_timeout_s > 29, "query_timeout_s must be at most 29 (API Gateway waits 29 s)"),
+            (
+                self.query_index_timeout_s < MIN_QUERY_INDEX_TIMEOUT_S,
+                f"query_timeout_s must be at least {self._shortest_query_timeout_s()} s: "
+                f"{QUERY_RESERVE_S:g} s for the embedding and {MIN_QUERY_INDEX_TIMEOUT_S:g} s for each "
+                f"attempt of up to {INDEX_REQUESTS_PER_QUERY} index requests",
+            ),
             (not 1 <= self.ingest_timeout_s <= 900, "ingest_timeout_s must be 1..900 (Lambda's maximum)"),
             (not 128 <= self.ingest_memory_mb <= 10240, "ingest_memory_mb must be 128..10240"),
             (not 128 <= self.query_memory_mb <= 10240, "query_memory_mb must be 128..10240"),
@@ -197,6 +228,7 @@ PROFILES: dict[str, DeploymentConfig] = {
         index_replicas=0,
         destroy_on_delete=True,
         access_logs=False,
+        audit_logs=False,
         log_retention_days=7,
         ingest_max_concurrency=2,
         ingest_reserved_concurrency=0,
@@ -216,6 +248,7 @@ PROFILES: dict[str, DeploymentConfig] = {
         index_replicas=1,
         destroy_on_delete=False,
         access_logs=True,
+        audit_logs=True,
         log_retention_days=90,
         ingest_max_concurrency=10,
         ingest_reserved_concurrency=10,

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from aws_cdk import Duration
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from handlers.gateway import BINARY_MEDIA_TYPES
-from infra.config import DeploymentConfig
+from infra.config import QUERY_INDEX_RETRIES, DeploymentConfig
 from infra.functions import FunctionSpec, managed_policy_finding, python_function
 from infra.governance import acknowledge
 from infra.image_store import ImageStore
@@ -58,7 +58,11 @@ class QueryApi(Construct):
                 description="Embeds a query image and returns its nearest neighbours",
                 memory_mb=config.query_memory_mb,
                 timeout=Duration.seconds(config.query_timeout_s),
-                environment=props.settings.to_env(),
+                environment=replace(
+                    props.settings,
+                    opensearch_timeout_s=config.query_index_timeout_s,
+                    opensearch_retries=QUERY_INDEX_RETRIES,
+                ).to_env(),
             ),
             code=props.code,
             config=config,
@@ -85,6 +89,8 @@ class QueryApi(Construct):
         api = apigw.RestApi(
             self,
             "Api",
+            # API Gateway's metrics and alarms are keyed by this name: one per stack, never a shared "Api"
+            rest_api_name=f"{Stack.of(self).stack_name}-query",
             description="Image similarity search",
             endpoint_types=[apigw.EndpointType.REGIONAL],
             binary_media_types=list(BINARY_MEDIA_TYPES),
@@ -95,7 +101,7 @@ class QueryApi(Construct):
                 throttling_burst_limit=config.throttle_burst,
                 logging_level=apigw.MethodLoggingLevel.ERROR,
                 data_trace_enabled=False,  # request bodies are images: never copy them into logs
-                metrics_enabled=True,
+                metrics_enabled=False,  # per-method metrics are billed; the alarms read the free per-API ones
                 tracing_enabled=True,
                 access_log_destination=apigw.LogGroupLogDestination(access_logs),
                 access_log_format=apigw.AccessLogFormat.json_with_standard_fields(

@@ -38,6 +38,10 @@ class Settings:
     embedded_index_path: Path = Path(".cache/index/simsearch.sqlite")
     opensearch_auth: AuthMode = "sigv4"
     opensearch_service: Literal["es", "aoss"] = "es"
+    # Each OpenSearch request waits at most this long, and is sent at most 1 + retries times (on a
+    # timeout, 502, 503 or 504): the query function's share of its timeout is set by infra/config.py.
+    opensearch_timeout_s: float = 10.0
+    opensearch_retries: int = 2
     aws_region: str = "us-east-1"
     index_prefix: str = "images"
     engine: Engine = "faiss"
@@ -96,6 +100,8 @@ def _parse(name: str, annotation: object, raw: str) -> object:
         return raw
     if annotation in ("int", int):
         return int(raw)
+    if annotation in ("float", float):
+        return float(raw)
     if annotation in ("Path", Path):
         return Path(raw)
     return raw
