@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import CfnOutput, Stack
+from aws_cdk import CfnOutput, Environment, Stack
 from constructs import Construct
 
 from infra.config import DeploymentConfig
@@ -24,8 +24,8 @@ from simsearch.settings import Settings
 class ImageSearchStack(Stack):
     """Upload images to a bucket, find similar ones over HTTPS; configured by context (infra/config.py)."""
 
-    def __init__(self, scope: Construct, construct_id: str) -> None:
-        super().__init__(scope, construct_id, description="Serverless image similarity search")
+    def __init__(self, scope: Construct, construct_id: str, *, env: Environment | None = None) -> None:
+        super().__init__(scope, construct_id, env=env, description="Serverless image similarity search")
         config = DeploymentConfig.from_context(self.node.get_all_context())
         model_dir = resolve_model(config)
         manifest = ModelManifest.load(model_dir)
