@@ -55,12 +55,14 @@ class IndexBootstrapProps:
 
 
 class IndexBootstrap(Construct):
-    """Two custom resources served by one function that runs as the domain's master user.
+    """Custom resources served by one function that runs as the domain's master user.
 
-    ``AccessRoles`` maps the ingest and query roles to least-privilege OpenSearch roles; ``VectorIndex``
-    creates ``<prefix>-<model id>-v1`` with ``simsearch.index.mapping.index_body`` and points the alias
-    at it. Both are idempotent, so an update re-applies them; a delete leaves the index alone unless the
-    profile destroys data.
+    ``AccessRoles`` maps the ingest and query roles to least-privilege OpenSearch roles; ``AuditLog``
+    (when the profile keeps audit logs) turns on the security plugin's audit logging, which the domain
+    then publishes to CloudWatch Logs; ``VectorIndex`` creates ``<prefix>-<model id>-v1`` with
+    ``simsearch.index.mapping.index_body`` and points the alias at it. All are idempotent, so an update
+    re-applies them; a delete leaves every index alone (a model change replaces the resource, and the
+    old index stays for a rollback).
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, props: IndexBootstrapProps) -> None:
@@ -121,10 +123,20 @@ class IndexBootstrap(Construct):
                 "EfConstruction": settings.hnsw_ef_construction,
                 "EfSearch": settings.hnsw_ef_search,
                 "Replicas": config.index_replicas,
-                "DeleteData": config.destroy_on_delete,
             },
         )
-        for resource in (access, index):
+        resources = [access, index]
+        if config.audit_logs:
+            resources.append(
+                CustomResource(
+                    self,
+                    "AuditLog",
+                    service_token=provider.service_token,
+                    resource_type="Custom::SearchAuditLog",
+                    properties=common,
+                )
+            )
+        for resource in resources:
             resource.node.add_dependency(props.search.access_policy)  # run once the policy admits the roles
 
     @staticmethod

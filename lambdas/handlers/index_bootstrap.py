@@ -1,14 +1,19 @@
 """CloudFormation custom resources that prepare the search domain (``infra/index_bootstrap.py``).
 
-Runs as the domain's fine-grained access control master user. Two resource types:
+Runs as the domain's fine-grained access control master user. Three resource types:
 
 - ``Custom::SearchAccessRoles``: OpenSearch roles plus their mappings to the functions' IAM roles;
+- ``Custom::SearchAuditLog``: the security plugin's audit logging on (off when deleted), which the
+  domain publishes to CloudWatch Logs once the stack enables audit-log publishing;
 - ``Custom::VectorIndex``: the versioned k-NN index behind its alias (``OpenSearchIndex.ensure``, i.e.
   ``mapping.index_body``: the code and the tests build the same index), and the failures index.
 
 Create and Update are idempotent: they (re)apply the desired state and never drop data. Delete removes
-roles, and removes indexes only when the stack said ``DeleteData`` (the dev profile). Properties arrive
-as strings, because CloudFormation passes every custom resource property value as one.
+the roles and leaves every index alone. A model change replaces ``Custom::VectorIndex`` (its physical id
+is the alias, which names the model): CloudFormation creates the new alias and index, then deletes the
+old resource, whose index must survive for a rollback; when the whole stack goes, the dev profile's
+domain goes with it and the prod profile's is retained with its data. Properties arrive as strings,
+because CloudFormation passes every custom resource property value as one.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from opensearchpy import OpenSearch
 from opensearchpy import exceptions as os_errors
 
 from simsearch.errors import ConfigError, IndexUnavailableError
+from simsearch.index.mapping import SLOW_LOG_THRESHOLDS
 from simsearch.index.opensearch import IndexConfig, OpenSearchFailureLog, OpenSearchIndex, client_for
 from simsearch.settings import Engine, Settings, SpaceType
 
@@ -29,6 +35,34 @@ logger = logging.getLogger(__name__)
 logger.setLevel(logging.INFO)
 
 SECURITY_API = "/_plugins/_security/api"
+AUDIT_CONFIG: dict[str, Any] = {
+    # What is worth an operator's attention, not every granted request: failed logins, refused
+    # requests, bad headers, attempts on the security index, and changes to the security configuration.
+    "audit": {
+        "enable_rest": True,
+        "enable_transport": True,
+        "disabled_rest_categories": ["AUTHENTICATED", "GRANTED_PRIVILEGES"],
+        "disabled_transport_categories": ["AUTHENTICATED", "GRANTED_PRIVILEGES"],
+        "log_request_body": False,  # bodies hold vectors and image metadata: volume, not evidence
+        "resolve_indices": True,
+        "resolve_bulk_requests": False,
+        "exclude_sensitive_headers": True,
+        "ignore_users": [],
+        "ignore_requests": [],
+    },
+    "compliance": {
+        "enabled": True,
+        "internal_config": True,  # who changed roles and role mappings
+        "external_config": False,
+        "read_metadata_only": True,
+        "read_watched_fields": {},
+        "read_ignore_users": [],
+        "write_metadata_only": True,
+        "write_log_diffs": False,
+        "write_watched_indices": [],
+        "write_ignore_users": [],
+    },
+}
 RETRY_DELAYS_S = (5, 10, 20, 30, 30, 30, 30, 30, 30, 30, 30, 30, 30, 30)  # ~6 minutes in all
 _TRANSIENT_STATUS = (401, 403, 429, 500, 502, 503, 504)  # 401/403: the access policy is still propagating
 T = TypeVar("T")
@@ -42,6 +76,8 @@ def handler(event: dict[str, Any], _context: object) -> dict[str, Any]:
     client = client_for(Settings.from_env(), timeout=30.0)
     if kind == "Custom::SearchAccessRoles":
         return with_retries(lambda: access_roles(client, request, properties))
+    if kind == "Custom::SearchAuditLog":
+        return with_retries(lambda: audit_log(client, request))
     if kind == "Custom::VectorIndex":
         physical_id = event.get("PhysicalResourceId", "")
         return with_retries(lambda: vector_index(client, request, properties, physical_id))
@@ -63,14 +99,20 @@ def access_roles(client: OpenSearch, request: str, properties: Mapping[str, Any]
     return {"PhysicalResourceId": ",".join(sorted(roles))}
 
 
+def audit_log(client: OpenSearch, request: str) -> dict[str, Any]:
+    """Turn the security plugin's audit logging on with ``AUDIT_CONFIG`` (Delete turns it off)."""
+    body = {"enabled": request != "Delete", **AUDIT_CONFIG}
+    client.transport.perform_request("PUT", f"{SECURITY_API}/audit/config", body=body)
+    return {"PhysicalResourceId": "audit-log"}
+
+
 def vector_index(
     client: OpenSearch, request: str, properties: Mapping[str, Any], physical_id: str
 ) -> dict[str, Any]:
-    """Ensure the alias, its index and the failures index exist with the given settings (or delete)."""
+    """Ensure the alias, its index and the failures index exist with the given settings; Delete keeps them."""
     alias = str(properties["Alias"])
     if request == "Delete":
-        if _flag(properties["DeleteData"]) and physical_id == alias:
-            _delete_alias_targets(client, alias)
+        logger.info("keeping the indexes of %s (see the module docstring)", physical_id)
         return {"PhysicalResourceId": physical_id}
     config = IndexConfig(
         dim=int(properties["Dimension"]),
@@ -89,25 +131,15 @@ def vector_index(
 
 
 def _dynamic_settings(config: IndexConfig, *, replicas: int) -> dict[str, Any]:
-    """Replicas, and faiss's ef_search: the settings an existing index can still change.
+    """Replicas, slow-log thresholds and faiss's ef_search: what an existing index can still change.
 
     ``m``, ``ef_construction``, the engine and the dimension are fixed at creation; a change to them
     needs a re-index into a new version (the backfill CLI), so an update leaves them as they are.
     """
-    settings: dict[str, Any] = {"number_of_replicas": replicas}
+    settings: dict[str, Any] = {"number_of_replicas": replicas, **SLOW_LOG_THRESHOLDS}
     if config.engine == "faiss":
         settings["knn.algo_param.ef_search"] = config.ef_search
     return settings
-
-
-def _delete_alias_targets(client: OpenSearch, alias: str) -> None:
-    try:
-        targets = sorted(client.indices.get_alias(name=alias))
-    except os_errors.NotFoundError:
-        return
-    for index in targets:
-        logger.info("deleting index %s (DeleteData=true)", index)
-        client.indices.delete(index=index, ignore_unavailable=True)
 
 
 def _delete_ignoring_missing(client: OpenSearch, path: str) -> None:
@@ -135,10 +167,6 @@ def _is_transient(error: Exception) -> bool:
     if isinstance(error, IndexUnavailableError) or isinstance(cause, os_errors.ConnectionError):
         return True
     return isinstance(cause, os_errors.TransportError) and cause.status_code in _TRANSIENT_STATUS
-
-
-def _flag(raw: object) -> bool:
-    return str(raw).lower() == "true"
 
 
 def _choice(raw: object, allowed: tuple[str, ...], *, name: str) -> str:

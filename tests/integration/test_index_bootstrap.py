@@ -17,7 +17,7 @@ from opensearchpy import OpenSearch
 
 from handlers.index_bootstrap import handler, vector_index, with_retries
 from simsearch.errors import ConfigError
-from simsearch.index.mapping import index_body
+from simsearch.index.mapping import SLOW_LOG_THRESHOLDS, index_body
 from simsearch.index.naming import alias_name, failures_name, version_name
 from simsearch.index.opensearch import client_for
 from simsearch.settings import Settings
@@ -52,7 +52,6 @@ def event(prefix: str) -> Event:
             "EfConstruction": "128",
             "EfSearch": "128",
             "Replicas": "0",
-            "DeleteData": "false",
             **overrides,
         }
         raw: dict[str, Any] = {
@@ -90,6 +89,20 @@ def test_create_makes_version_one_behind_the_alias_with_the_shared_mapping(
 
 
 @pytest.mark.usefixtures("deployed")
+def test_the_index_sets_slow_log_thresholds_so_the_published_slow_logs_are_not_empty(
+    event: Event, prefix: str, opensearch_client: OpenSearch
+) -> None:
+    """OpenSearch writes a slow log only for an index with thresholds (they are off, -1, by default)."""
+    index = handler(event(), None)["Data"]["Index"]
+    opensearch_client.indices.put_settings(
+        index=index, body={"index.search.slowlog.threshold.query.warn": "-1"}
+    )
+    handler(event("Update", physical_id=alias_name(prefix, "model-a")), None)  # an update puts them back
+    stored = opensearch_client.indices.get_settings(index=index, flat_settings=True)[index]["settings"]
+    assert {key: stored.get(f"index.{key}") for key in SLOW_LOG_THRESHOLDS} == SLOW_LOG_THRESHOLDS
+
+
+@pytest.mark.usefixtures("deployed")
 def test_repeated_creates_and_updates_keep_the_documents(
     event: Event, prefix: str, opensearch_client: OpenSearch
 ) -> None:
@@ -103,16 +116,17 @@ def test_repeated_creates_and_updates_keep_the_documents(
 
 
 @pytest.mark.usefixtures("deployed")
-def test_delete_keeps_the_index_unless_the_profile_destroys_data(
+def test_a_model_change_keeps_the_old_index_for_a_rollback(
     event: Event, prefix: str, opensearch_client: OpenSearch
 ) -> None:
-    alias = alias_name(prefix, "model-a")
+    """CloudFormation replaces the resource (its physical id is the alias): Create new, then Delete old."""
+    old, new = alias_name(prefix, "model-a"), alias_name(prefix, "model-b")
     handler(event(), None)
-    handler(event("Delete", physical_id=alias), None)
-    assert opensearch_client.indices.exists(index=version_name(alias, 1))
-    handler(event("Delete", physical_id=alias, DeleteData="true"), None)
-    assert not opensearch_client.indices.exists(index=version_name(alias, 1))
-    handler(event("Delete", physical_id=alias, DeleteData="true"), None)  # deleting again is not an error
+    handler(event(Alias=new), None)
+    handler(event("Delete", physical_id=old), None)
+    assert opensearch_client.indices.exists(index=version_name(old, 1))
+    assert opensearch_client.indices.exists(index=version_name(new, 1))
+    handler(event("Delete", physical_id=old), None)  # deleting again is not an error
 
 
 @pytest.mark.usefixtures("deployed")
@@ -122,7 +136,7 @@ def test_a_delete_after_a_failed_create_touches_nothing(
     """A failed Create leaves the provider's request id as physical id; its Delete must not remove data."""
     alias = alias_name(prefix, "model-a")
     handler(event(), None)
-    handler(event("Delete", physical_id="request-id-of-a-failed-create", DeleteData="true"), None)
+    handler(event("Delete", physical_id="request-id-of-a-failed-create"), None)
     assert opensearch_client.indices.exists(index=version_name(alias, 1))
 
 
@@ -146,7 +160,7 @@ def test_a_dimension_mismatch_fails_at_once_instead_of_retrying(opensearch_url: 
         before = len(proxy.seen)
         with pytest.raises(ConfigError, match=f"{DIM}-dimensional"):
             with_retries(lambda: vector_index(client, "Update", wider, wider["Alias"]), delays=(0, 0, 0))
-        mapping_reads = [path for _, path, _ in proxy.seen[before:] if "_mapping" in path]
+        mapping_reads = [seen.path for seen in proxy.seen[before:] if "_mapping" in seen.path]
     assert len(mapping_reads) == 1
 
 

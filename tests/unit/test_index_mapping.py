@@ -50,10 +50,11 @@ def test_the_vector_field_pins_method_engine_space_and_graph_parameters() -> Non
 
 
 def test_faiss_takes_ef_search_from_the_index_setting_lucene_from_the_query() -> None:
-    assert body(engine="faiss", ef_search=200)["settings"] == {
-        "index": {"knn": True, "knn.algo_param.ef_search": 200}
-    }
-    assert body(engine="lucene", ef_search=200)["settings"] == {"index": {"knn": True}}
+    faiss, lucene = (
+        body(engine=engine, ef_search=200)["settings"]["index"] for engine in ("faiss", "lucene")
+    )
+    assert faiss["knn"] is True and faiss["knn.algo_param.ef_search"] == 200
+    assert lucene["knn"] is True and "knn.algo_param.ef_search" not in lucene
 
 
 def test_fp16_adds_the_faiss_scalar_quantisation_encoder() -> None:

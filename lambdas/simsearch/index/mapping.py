@@ -33,6 +33,16 @@ KEYWORD_FIELDS = (
 )
 INTEGER_FIELDS = ("width", "height", "bytes")
 DATE_FIELDS = ("indexed_at",)
+SLOW_LOG_THRESHOLDS: dict[str, str] = {
+    # OpenSearch writes a slow log only for an index that sets thresholds; the domain publishes those
+    # logs to CloudWatch. Warn where a query would eat into the query function's index budget
+    # (infra/config.py: 2.5 s per request by default), inform at a fifth of that.
+    "search.slowlog.threshold.query.warn": "2s",
+    "search.slowlog.threshold.query.info": "500ms",
+    "search.slowlog.threshold.fetch.warn": "1s",
+    "indexing.slowlog.threshold.index.warn": "5s",
+    "indexing.slowlog.threshold.index.info": "1s",
+}
 
 
 def index_body(
@@ -58,7 +68,7 @@ def index_body(
     parameters: dict[str, Any] = {"m": m, "ef_construction": ef_construction}
     if fp16:
         parameters["encoder"] = {"name": "sq", "parameters": {"type": "fp16"}}
-    settings: dict[str, Any] = {"knn": True}
+    settings: dict[str, Any] = {"knn": True, **SLOW_LOG_THRESHOLDS}
     if engine == "faiss":
         settings["knn.algo_param.ef_search"] = ef_search
     properties: dict[str, Any] = {
