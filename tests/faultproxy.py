@@ -1,8 +1,9 @@
-"""A local HTTP proxy in front of the OpenSearch node that fails the first N matching requests.
+"""A local HTTP proxy in front of the OpenSearch node that fails or stalls the first N matching requests.
 
-Faults reach the adapter exactly as a throttled or overloaded domain would send them (a real HTTP
-status through the real client, transport and bulk helper), so retry and error handling are tested
-without patching any of our code. Every request's headers are kept, so tests can check signing.
+Faults reach the adapter exactly as a throttled, overloaded or slow domain would send them (a real HTTP
+status, or a late answer, through the real client, transport and bulk helper), so retry, timeout and
+error handling are tested without patching any of our code. Every exchange is recorded (method, path,
+headers, the status the client got), so tests can check signing and replay the traffic a function made.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import http.client
 import json
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,19 +24,31 @@ _ERROR_TYPES = {429: "rejected_execution_exception", 503: "unavailable_shards_ex
 
 @dataclass
 class Fault:
-    """Answer ``status`` to the first ``times`` requests whose path contains ``path_contains``."""
+    """For the first ``times`` requests whose path contains ``path_contains``: wait ``delay_s``, then
+    answer ``status`` (``None``: forward the request after the wait, as a slow domain would)."""
 
-    status: int
+    status: int | None
     times: int
     path_contains: str = ""
+    delay_s: float = 0.0
     injected: int = 0
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One request the proxy received, and the status its client got back."""
+
+    method: str
+    path: str
+    headers: Mapping[str, str]
+    status: int
 
 
 @dataclass
 class _State:
     upstream: str | None
     fault: Fault | None = None
-    seen: list[tuple[str, str, Mapping[str, str]]] = field(default_factory=list)
+    seen: list[Exchange] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -54,14 +68,20 @@ class FaultProxy:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     @property
-    def seen(self) -> list[tuple[str, str, Mapping[str, str]]]:
-        """(method, path, headers) of every request received, in order."""
+    def seen(self) -> list[Exchange]:
+        """Every exchange so far, in the order the answers went out."""
         with self._server.state.lock:
             return list(self._server.state.seen)
 
     def fail(self, *, status: int, times: int, path_contains: str = "") -> Fault:
         """Start failing; the returned ``Fault`` counts how many requests it failed so far."""
-        fault = Fault(status=status, times=times, path_contains=path_contains)
+        return self._inject(Fault(status=status, times=times, path_contains=path_contains))
+
+    def stall(self, *, seconds: float, times: int, path_contains: str = "") -> Fault:
+        """Start answering late: each matching request waits ``seconds`` before it is forwarded."""
+        return self._inject(Fault(status=None, times=times, path_contains=path_contains, delay_s=seconds))
+
+    def _inject(self, fault: Fault) -> Fault:
         with self._server.state.lock:
             self._server.state.fault = fault
         return fault
@@ -85,15 +105,18 @@ class _Server(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.state = state
 
-    def take_fault(self, method: str, path: str, headers: Mapping[str, str]) -> Fault | None:
-        """Record the request; return the fault to answer it with, if one still applies."""
+    def take_fault(self, path: str) -> Fault | None:
+        """The fault to answer a request for ``path`` with, if one still applies."""
         with self.state.lock:
-            self.state.seen.append((method, path, headers))
             fault = self.state.fault
             if fault is None or fault.injected >= fault.times or fault.path_contains not in path:
                 return None
             fault.injected += 1
             return fault
+
+    def record(self, exchange: Exchange) -> None:
+        with self.state.lock:
+            self.state.seen.append(exchange)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -105,16 +128,21 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        fault = self.server.take_fault(self.command, self.path, dict(self.headers.items()))
+        fault = self.server.take_fault(self.path)
         upstream = self.server.state.upstream
         if fault is not None:
-            self._reply(fault.status, _error_body(fault.status), {"Content-Type": "application/json"})
+            time.sleep(fault.delay_s)
+        if fault is not None and fault.status is not None:
+            status = self._reply(
+                fault.status, _error_body(fault.status), {"Content-Type": "application/json"}
+            )
         elif upstream is None:
-            self._reply(502, _error_body(502), {"Content-Type": "application/json"})
+            status = self._reply(502, _error_body(502), {"Content-Type": "application/json"})
         else:
-            self._forward(upstream, body)
+            status = self._forward(upstream, body)
+        self.server.record(Exchange(self.command, self.path, dict(self.headers.items()), status))
 
-    def _forward(self, upstream: str, body: bytes) -> None:
+    def _forward(self, upstream: str, body: bytes) -> int:
         target = urlsplit(upstream)
         connection = http.client.HTTPConnection(target.hostname or "127.0.0.1", target.port, timeout=60)
         try:
@@ -123,11 +151,11 @@ class _Handler(BaseHTTPRequestHandler):
             response = connection.getresponse()
             payload = response.read()
             kept = {k: v for k, v in response.getheaders() if k.lower() not in _HOP_BY_HOP}
-            self._reply(response.status, payload, kept)
+            return self._reply(response.status, payload, kept)
         finally:
             connection.close()
 
-    def _reply(self, status: int, payload: bytes, headers: Mapping[str, str]) -> None:
+    def _reply(self, status: int, payload: bytes, headers: Mapping[str, str]) -> int:
         self.send_response(status)
         for name, value in headers.items():
             self.send_header(name, value)
@@ -135,6 +163,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(payload)
+        return status
 
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _handle
 
