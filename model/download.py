@@ -48,7 +48,7 @@ def download(url: str, part: Path, *, size: int | None) -> None:
             raise WeightsUnavailableError(f"{url} answered {error}") from error
         except requests.RequestException as error:
             if _length(part) == before:
-                raise WeightsUnavailableError(f"{type(error).__name__}: {error}") from error
+                raise WeightsUnavailableError(_reason(error)) from error
             broken = error
     raise WeightsUnavailableError(f"the transfer broke {ATTEMPTS} times, last with {broken}")
 
@@ -89,6 +89,12 @@ def _write(response: requests.Response, part: Path, *, offset: int, total: int |
         for chunk in response.iter_content(_CHUNK):
             file.write(chunk)
             progress.update(len(chunk))
+
+
+def _reason(error: requests.RequestException) -> str:
+    """The root of a failed connection ("[Errno 111] Connection refused"), not urllib3's retry story."""
+    cause = getattr(error.args[0], "reason", None) if error.args else None
+    return str(cause).rpartition(": ")[2] if cause is not None else str(error)
 
 
 def _whole_length(response: requests.Response) -> int | None:
