@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from localmode import cli
 from model.architectures import RESNET50
 from model.build import main as build_main
 from model.checkpoint_cache import CheckpointCaches, fetch
@@ -306,3 +307,20 @@ def test_the_status_command_finds_a_verified_copy_in_torchs_cache(
     (tmp_path / "hub/checkpoints" / FILE_NAME).write_bytes(checkpoint)
 
     assert cache_status(["--arch", "resnet50"]) == 0
+
+
+def test_imgsearch_build_model_takes_resnet50_from_torchs_cache(
+    checkpoint: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same path as synth and `make model-resnet50`, into build/models/resnet50 by default."""
+    pin = {"file_name": FILE_NAME, "sha256": hashlib.sha256(checkpoint).hexdigest(), "size": len(checkpoint)}
+    monkeypatch.setenv(TEST_PIN_VARIABLE, json.dumps({**pin, "url": f"{UNREACHABLE}/{FILE_NAME}"}))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    (tmp_path / "torch/hub/checkpoints").mkdir(parents=True)
+    (tmp_path / "torch/hub/checkpoints" / FILE_NAME).write_bytes(checkpoint)
+    monkeypatch.chdir(tmp_path)
+
+    assert cli.main(["build-model", "--arch", "resnet50"]) == 0
+
+    assert ModelManifest.load(tmp_path / "build/models/resnet50").weights_sha256 == pin["sha256"]
