@@ -45,7 +45,9 @@ def download(url: str, part: Path, *, size: int | None) -> None:
         except _Restart:
             part.unlink(missing_ok=True)
         except requests.HTTPError as error:
-            raise WeightsUnavailableError(f"{url} answered {error}") from error
+            answer = error.response
+            status = f"{answer.status_code} {answer.reason}" if answer is not None else str(error)
+            raise WeightsUnavailableError(f"the server answered {status}") from error
         except requests.RequestException as error:
             if _length(part) == before:
                 raise WeightsUnavailableError(_reason(error)) from error

@@ -250,7 +250,7 @@ def test_a_server_error_says_what_failed_and_what_to_do(
 
     message = str(caught.value)
     assert f"could not download {origin.url}" in message
-    assert "503" in message
+    assert "the server answered 503 Service Unavailable" in message
     assert str(caches.ours / FILE_NAME) in message
     assert f"-c weights=/path/to/{FILE_NAME}" in message
 
