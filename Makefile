@@ -66,8 +66,8 @@ lint: deps  ## ruff (lint + format) and mypy --strict over everything but the te
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy lambdas infra model localmode evaluation devtools app.py
 
-model-resnet50: deps  ## ResNet50: WEIGHTS=path/to/resnet50-0676ba61.pth, or synthetic weights of the same size
-	$(PY) -m model.build --arch resnet50 $(if $(WEIGHTS),--weights $(WEIGHTS),--synthetic) --out build/models/resnet50
+model-resnet50: deps  ## ResNet50 from torch's cache, ours, or a verified download; WEIGHTS=path/to/resnet50-0676ba61.pth overrides
+	$(PY) -m model.build --arch resnet50 $(if $(WEIGHTS),--weights $(WEIGHTS)) --out build/models/resnet50
 
 ## Benchmarks: commands, not tests; each prints ratios against a baseline measured in the same run
 bench-model: deps model
@@ -88,8 +88,13 @@ bench-query: deps opensearch model  ## p50/p95 of POST /search vs embedding alon
 eval: deps model
 	$(PY) -m evaluation $(DATASET) --out $(or $(OUT),build/eval/$(notdir $(DATASET))) $(ARGS)
 
-synth: deps model  ## offline: MobileNetV2; WEIGHTS=path/to/resnet50-0676ba61.pth synthesises the ResNet50 deployment
-	npx cdk synth --quiet $(if $(WEIGHTS),-c weights=$(WEIGHTS),-c model=mobilenet_v2)
+## synth never downloads: ResNet50 (the deployed default) when WEIGHTS=path/to/resnet50-0676ba61.pth is given or
+## its checkpoint is cached; otherwise it says what `npx cdk synth` would download, and synthesises MobileNetV2
+synth: deps model
+	@if [ -n "$(WEIGHTS)" ]; then npx cdk synth --quiet -c weights=$(WEIGHTS); \
+	elif $(PY) -m model.checkpoint_cache --arch resnet50; then npx cdk synth --quiet; \
+	else echo "make synth never downloads: synthesising MobileNetV2 (-c model=mobilenet_v2) instead"; \
+	  npx cdk synth --quiet -c model=mobilenet_v2; fi
 
 bundle: deps model  ## build (or reuse) the Lambda bundle and print its unzipped and zipped sizes
 	$(PY) -m devtools.build_lambda_bundle --model-dir $(MODEL_DIR) --zip

@@ -46,7 +46,7 @@ class DeploymentConfig:
     profile: Profile
     engine_version: str = "2.19"
     model: ModelName = "resnet50"
-    weights: str = ""  # local path of the ResNet50 checkpoint; synth never downloads one
+    weights: str = ""  # local path of the checkpoint; empty: torch's cache, ours, or a verified download
     weights_tag: str = ""  # the checkpoint's release (e.g. IMAGENET1K_V2); empty: the converter's default
     model_dir: str = ""  # a model directory built beforehand (e.g. by model.whiten); replaces model/weights
     data_node_type: str

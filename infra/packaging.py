@@ -13,8 +13,10 @@ the tests build bundles without synthesising anything.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -99,23 +101,17 @@ def resolve_model(config: DeploymentConfig, *, models: Path = MODELS) -> Path:
     """The model directory: ``config.model_dir`` as given, else ``config.model`` converted (or reused) by
     ``python -m model.build``.
 
-    Synth never downloads ResNet50: its checkpoint comes from ``-c weights=PATH``, and without one synth
-    stops here instead of falling back to another model.
+    ResNet50's checkpoint is ``config.weights`` when given, else torch's cached copy, ours, or a verified
+    download (``model.checkpoint_cache``). The converter's output, download progress included, goes on to
+    stderr as it comes, and the CDK CLI shows it.
 
     Raises:
-        ConfigError: no ResNet50 checkpoint was given, or the converter failed (its message included).
+        ConfigError: the converter failed (its reason included, with the ways round a failed download).
     """
     if config.model_dir:
         model_dir = Path(config.model_dir).expanduser().resolve()
         ModelManifest.load(model_dir)  # a ConfigError naming the directory when there is no model in it
         return model_dir
-    if config.model == "resnet50" and not config.weights:
-        raise ConfigError(
-            "model=resnet50 needs its ImageNet checkpoint and synth never downloads it. On a machine with "
-            "internet fetch https://download.pytorch.org/models/resnet50-0676ba61.pth (IMAGENET1K_V1), then "
-            "pass -c weights=/path/to/resnet50-0676ba61.pth (for IMAGENET1K_V2, resnet50-11ad3fa6.pth, add "
-            "-c weights_tag=IMAGENET1K_V2). Or deploy the smaller MobileNetV2 with -c model=mobilenet_v2."
-        )
     out = models / config.model
     command = [sys.executable, "-m", "model.build", "--arch", config.model, "--out", str(out)]
     if config.weights:
@@ -123,12 +119,50 @@ def resolve_model(config: DeploymentConfig, *, models: Path = MODELS) -> Path:
     if config.weights_tag:
         command += ["--weights-tag", config.weights_tag]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(LAMBDAS), str(ROOT)])}
-    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise ConfigError(
-            f"`{' '.join(command[1:])}` failed: {result.stderr.strip() or result.stdout.strip()}"
-        )
+    status, output = _run_showing_output(command, env)
+    if status != 0:
+        lines = [line for line in re.split(r"[\r\n]+", output) if line.strip()]
+        reason = lines[-1] if lines else f"exit status {status}"
+        instead = ""
+        if config.model == "resnet50" and not config.weights:
+            instead = " Or deploy MobileNetV2, whose weights need no download: -c model=mobilenet_v2."
+        raise ConfigError(f"`{' '.join(command[1:])}` failed: {reason.rstrip('.')}.{instead}")
     return out
+
+
+def _run_showing_output(command: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """Run ``command``, passing its output to stderr as it arrives and keeping it for an error message."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    kept: list[str] = []
+    with subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    ) as process:
+        stream = process.stdout
+        assert stream is not None  # stdout=PIPE
+        while chunk := os.read(stream.fileno(), 1 << 16):
+            text = decoder.decode(chunk)
+            sys.stderr.write(text)
+            sys.stderr.flush()
+            kept.append(text)
+    return process.returncode, "".join(kept)
+
+
+def check_size(bundle: Bundle, manifest: ModelManifest) -> None:
+    """Print the bundle's unzipped size, and stop synth when Lambda would refuse the bundle at deploy.
+
+    Raises:
+        ConfigError: the bundle is over Lambda's 250 MiB unzipped limit.
+    """
+    size, limit = bundle.unzipped_bytes / 2**20, UNZIPPED_LIMIT_BYTES / 2**20
+    print(
+        f"Lambda bundle: {size:.1f} MiB unzipped of Lambda's {limit:.0f} MiB ({manifest.model_id})",
+        file=sys.stderr,
+    )
+    if bundle.unzipped_bytes > UNZIPPED_LIMIT_BYTES:
+        raise ConfigError(
+            f"the Lambda bundle with {manifest.model_id} is {size:.1f} MiB unzipped; Lambda allows "
+            f"{limit:.0f} MiB: deploy a smaller model (-c model=mobilenet_v2)"
+        )
 
 
 def build_bundle(*, model_dir: Path, requirements: Path = REQUIREMENTS, cache: Path = CACHE) -> Bundle:

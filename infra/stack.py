@@ -14,7 +14,7 @@ from infra.index_bootstrap import IndexBootstrap, IndexBootstrapProps
 from infra.ingestion import Ingestion, IngestionProps
 from infra.monitoring import Monitoring, MonitoringProps
 from infra.network import Network, NetworkProps
-from infra.packaging import LAMBDA_MODEL_DIR, build_bundle, lambda_code, resolve_model
+from infra.packaging import LAMBDA_MODEL_DIR, build_bundle, check_size, lambda_code, resolve_model
 from infra.query_api import QueryApi, QueryApiProps
 from infra.search_domain import SearchDomain, SearchDomainProps
 from simsearch.manifest import ModelManifest
@@ -29,7 +29,9 @@ class ImageSearchStack(Stack):
         config = DeploymentConfig.from_context(self.node.get_all_context())
         model_dir = resolve_model(config)
         manifest = ModelManifest.load(model_dir)
-        code = lambda_code(build_bundle(model_dir=model_dir))
+        bundle = build_bundle(model_dir=model_dir)
+        check_size(bundle, manifest)
+        code = lambda_code(bundle)
         network = Network(self, "Network", props=NetworkProps(config=config)) if config.vpc else None
 
         search = SearchDomain(self, "Search", props=SearchDomainProps(config=config, network=network))

@@ -310,13 +310,22 @@ def _failures(args: argparse.Namespace) -> int:
 
 def _configure_build_model(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arch", default=DEFAULT_ARCH, help="an architecture model.build knows")
-    parser.add_argument("--out", type=Path, default=DEFAULT_MODEL_DIR)
+    parser.add_argument(
+        "--weights",
+        type=Path,
+        metavar="PATH",
+        help="a local copy of the checkpoint (default: torch's cache, ours, or a verified download)",
+    )
+    parser.add_argument("--out", type=Path, help="output directory (default: build/models/<arch>)")
 
 
 def _build_model(args: argparse.Namespace) -> int:
     from model.build import main as build_main
 
-    return build_main(["--arch", args.arch, "--out", str(args.out)])
+    out = args.out or DEFAULT_MODEL_DIR.parent / args.arch
+    return build_main(
+        ["--arch", args.arch, "--out", str(out), *(["--weights", str(args.weights)] if args.weights else [])]
+    )
 
 
 # shared --------------------------------------------------------------------------------------------

