@@ -117,13 +117,15 @@ def _succeeded(synthesis: Synthesis) -> Synthesis:
     return synthesis
 
 
-def in_process_stack(outdir: Path, **context: object) -> ImageSearchStack:
+def in_process_stack(
+    outdir: Path, *, env: cdk.Environment | None = None, **context: object
+) -> ImageSearchStack:
     """The stack in this process, with cdk.json's context plus ``context``; the bundle is not copied."""
     app = cdk.App(
         outdir=str(outdir),
         context={**CDK_CONTEXT, "model": SYNTH_MODEL, "aws:cdk:disable-asset-staging": True, **context},
     )
-    stack = ImageSearchStack(app, STACK)
+    stack = ImageSearchStack(app, STACK, env=env)
     apply_governance(app)
     return stack
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import aws_cdk as cdk
 import pytest
 from aws_cdk.assertions import Match, Template
 
@@ -21,10 +22,11 @@ from infra.config import INDEX_REQUESTS_PER_QUERY, PROFILES, QUERY_RESERVE_S
 from infra.ingestion import MAX_RECEIVES
 from infra.packaging import HANDLERS, LAMBDA_MODEL_DIR, MODELS
 from infra.query_api import ROUTES
+from simsearch.errors import ConfigError
 from simsearch.index.naming import alias_name, failures_name
 from simsearch.manifest import ModelManifest
 from simsearch.settings import Settings
-from tests.infra.conftest import ROOT, SYNTH_MODEL, VARIANT_CORS_ORIGIN, Synthesis
+from tests.infra.conftest import ROOT, SYNTH_MODEL, VARIANT_CORS_ORIGIN, Synthesis, in_process_stack
 
 pytestmark = pytest.mark.infra
 
@@ -444,6 +446,36 @@ def test_vpc_variant_places_domain_and_functions_in_isolated_subnets(vpc_iam_tem
     vpc_iam_template.has_resource_properties(
         "AWS::EC2::SecurityGroupIngress", {"FromPort": 443, "ToPort": 443, "IpProtocol": "tcp"}
     )
+
+
+THREE_ZONES = {"profile": "prod", "account_concurrency": "1000", "vpc": "true", "availability_zones": "3"}
+
+
+def test_a_vpc_across_three_zones_without_account_and_region_stops_synth_with_the_way_out(
+    tmp_path: Path,
+) -> None:
+    """Without an environment CDK knows two placeholder zones; the domain would get 2 subnets for 3 zones."""
+    with pytest.raises(ConfigError, match=r"needs the target account and region.*-c availability_zones=2"):
+        in_process_stack(tmp_path, **THREE_ZONES, data_nodes="3")
+
+
+def test_a_vpc_across_three_zones_takes_the_regions_zones_when_bound_to_an_account(tmp_path: Path) -> None:
+    """The CLI passes the caller's account and region (app.py); CDK looks the zones up and caches them."""
+    lookup = "availability-zones:account=123456789012:region=eu-west-1"
+    zones = ["eu-west-1a", "eu-west-1b", "eu-west-1c"]
+    stack = in_process_stack(
+        tmp_path,
+        env=cdk.Environment(account="123456789012", region="eu-west-1"),
+        **THREE_ZONES,
+        data_nodes="3",
+        **{lookup: zones},
+    )
+    template = Template.from_stack(stack).to_json()
+    [domain] = resources(template, "AWS::OpenSearchService::Domain").values()
+    assert len(domain["Properties"]["VPCOptions"]["SubnetIds"]) == 3
+    assert domain["Properties"]["ClusterConfig"]["ZoneAwarenessConfig"] == {"AvailabilityZoneCount": 3}
+    subnets = resources(template, "AWS::EC2::Subnet").values()
+    assert {s["Properties"]["AvailabilityZone"] for s in subnets} == set(zones)
 
 
 def test_iam_auth_variant_signs_every_method_and_issues_no_api_key(vpc_iam_template: Template) -> None:
