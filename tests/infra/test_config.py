@@ -112,7 +112,7 @@ def test_combinations_aws_would_refuse_mid_deployment_stop_synth(
 def test_concurrency_the_account_cannot_spare_stops_synth_with_the_way_out(
     context: dict[str, str], expected: str
 ) -> None:
-    """Lambda refuses reservations that leave under 100 unreserved (its developer guide); new accounts have 10."""
+    """Lambda refuses reservations that leave under 100 unreserved (developer guide); new accounts have 10."""
     with pytest.raises(ConfigError, match=expected) as raised:
         DeploymentConfig.from_context(context)
     assert "-c account_concurrency=N" in str(raised.value)
