@@ -11,10 +11,10 @@ export ORT_DISABLE_TELEMETRY := 1
 export PYTHONDONTWRITEBYTECODE := 1
 export PYTHONPATH := lambdas:.
 
-.PHONY: demo browser test-e2e bench-local test test-unit test-integration test-infra lint deps opensearch opensearch-run model model-resnet50 bench-model bench-index bench-ingest bench-query eval synth bundle clean
+.PHONY: demo browser test-e2e bench-local test test-unit test-integration test-infra lint deps opensearch opensearch-run model model-resnet50 bench-model bench-index bench-ingest bench-query eval synth preflight bundle clean
 
 ## Set-up steps (each idempotent; re-run only when their inputs change)
-$(VENV)/.installed: requirements.txt lambdas/requirements.txt
+$(VENV)/.installed: requirements.txt lambdas/requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps -e .  # the `imgsearch` command
@@ -95,6 +95,9 @@ synth: deps model
 	elif $(PY) -m model.checkpoint_cache --arch resnet50; then npx cdk synth --quiet; \
 	else echo "make synth never downloads: synthesising MobileNetV2 (-c model=mobilenet_v2) instead"; \
 	  npx cdk synth --quiet -c model=mobilenet_v2; fi
+
+preflight: deps  ## before `cdk deploy`: does the account fit the deployment? ARGS="-c profile=prod --region R"
+	$(PY) -m infra.preflight $(ARGS)
 
 bundle: deps model  ## build (or reuse) the Lambda bundle and print its unzipped and zipped sizes
 	$(PY) -m devtools.build_lambda_bundle --model-dir $(MODEL_DIR) --zip

@@ -6,6 +6,7 @@ import sys
 
 import aws_cdk as cdk
 
+from infra.config import STACK_NAME
 from infra.governance import apply_governance
 from infra.stack import ImageSearchStack
 from simsearch.errors import ConfigError
@@ -17,7 +18,7 @@ env = cdk.Environment(
     account=os.environ.get("CDK_DEFAULT_ACCOUNT"), region=os.environ.get("CDK_DEFAULT_REGION")
 )
 try:
-    ImageSearchStack(app, "ImageSearch", env=env)
+    ImageSearchStack(app, STACK_NAME, env=env)
 except ConfigError as error:  # a setting to fix (context, model): say which, without a traceback
     sys.exit(f"cdk synth stopped: {error}")
 apply_governance(app)

@@ -25,6 +25,8 @@ ModelName = Literal["resnet50", "mobilenet_v2"]
 ApiAuth = Literal["api_key", "iam"]
 
 _USER_KEY = re.compile(r"[a-z][a-z0-9_]*")  # CDK's own keys carry ':' or '@' and are left alone
+STACK_NAME = "ImageSearch"
+"""The CloudFormation stack that app.py synthesises (preflight looks up what a deployed one holds)."""
 QUERY_RESERVE_S = 5.0
 """Of the query function's timeout, what is kept for all that is not the index: embedding the image,
 reading it from S3, presigning the results' links."""
@@ -83,8 +85,11 @@ class DeploymentConfig:
         return RemovalPolicy.DESTROY if self.destroy_on_delete else RemovalPolicy.RETAIN
 
     @classmethod
-    def from_context(cls, context: Mapping[str, Any]) -> DeploymentConfig:
+    def from_context(cls, context: Mapping[str, Any], *, quota_measured: bool = False) -> DeploymentConfig:
         """The profile named by ``context["profile"]`` (default ``dev``) with every override applied.
+
+        ``quota_measured=True`` leaves out the one rule that needs ``account_concurrency`` stated: preflight
+        reads the quota from the account instead, and telling the user that number is its point.
 
         Raises:
             ConfigError: naming every unknown key and every value that does not parse, all at once.
@@ -108,7 +113,7 @@ class DeploymentConfig:
         if problems:
             raise ConfigError("invalid CDK context: " + "; ".join(problems))
         config = replace(PROFILES[profile], **overrides)  # type: ignore[arg-type]  # parsed by field type
-        config.check()
+        config.check(quota_measured=quota_measured)
         return config
 
     @property
@@ -126,9 +131,10 @@ class DeploymentConfig:
         """Concurrency taken from the account: reserved for ingestion plus provisioned for queries."""
         return self.ingest_reserved_concurrency + self.query_provisioned_concurrency
 
-    def check(self) -> None:
+    def check(self, *, quota_measured: bool = False) -> None:
         """Reject combinations AWS would refuse only halfway through a deployment."""
-        problems = [message for broken, message in self._rules() if broken]
+        rules = self._rules() if quota_measured else [*self._rules(), self._concurrency_rule()]
+        problems = [message for broken, message in rules if broken]
         if problems:
             raise ConfigError("inconsistent deployment settings: " + "; ".join(problems))
 
@@ -190,7 +196,6 @@ class DeploymentConfig:
                 self.log_retention_days not in RETENTION,
                 f"log_retention_days must be one of {sorted(RETENTION)}",
             ),
-            self._concurrency_rule(),
         ]
 
 

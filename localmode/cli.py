@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import evaluation
+from infra import preflight
 from localmode import discovery
 from model import whiten
 from simsearch.errors import SimsearchError
@@ -398,6 +399,12 @@ COMMANDS: tuple[Command, ...] = (
         "measure retrieval quality on a folder-per-class dataset and write a report",
         evaluation.add_arguments,
         evaluation.evaluate,
+    ),
+    Command(
+        "preflight",
+        "check an AWS account before `cdk deploy`: concurrency, bootstrap, roles, instance types",
+        preflight.add_arguments,
+        preflight.run,
     ),
 )
 """Every subcommand; another package adds one by adding its ``Command`` here."""

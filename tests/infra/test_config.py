@@ -129,3 +129,10 @@ def test_the_deploy_guide_documents_every_context_key() -> None:
     guide = DEPLOY_GUIDE.read_text(encoding="utf-8")
     undocumented = [f.name for f in fields(DeploymentConfig) if f"`{f.name}`" not in guide]
     assert undocumented == []
+
+
+def test_with_the_quota_measured_prod_parses_without_it_and_every_other_rule_still_holds() -> None:
+    """Preflight reads the quota from the account, so it must get a config before the user knows it."""
+    assert DeploymentConfig.from_context({"profile": "prod"}, quota_measured=True).account_concurrency == 0
+    with pytest.raises(ConfigError, match="master_nodes must be 0, 3 or 5"):
+        DeploymentConfig.from_context({"profile": "prod", "master_nodes": "2"}, quota_measured=True)
