@@ -26,8 +26,9 @@ node_modules/.installed: package.json package-lock.json
 
 deps: $(VENV)/.installed node_modules/.installed
 
-opensearch: deps  ## fetch OpenSearch + k-NN from Maven Central once per machine (.cache/opensearch)
+opensearch: deps  ## fetch OpenSearch + k-NN (and a flavour with the security plugin) from Maven Central once
 	$(PY) -m devtools.opensearch_node fetch
+	$(PY) -m devtools.opensearch_node fetch --secured
 
 opensearch-run: opensearch  ## a node in the foreground on :9200, for OPENSEARCH_URL=http://127.0.0.1:9200
 	$(PY) -m devtools.opensearch_node run --port 9200

@@ -85,6 +85,17 @@ def opensearch_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def secured_opensearch() -> Iterator[OpenSearchNode]:
+    """A node of our own with the security plugin, as fine-grained access control runs it on the service.
+
+    Always ours (``OPENSEARCH_URL`` names an unsecured node): its administrator applies the roles and
+    role mappings the deployment's bootstrap applies, and tests act as each function's identity.
+    """
+    with OpenSearchNode(home=fetch(secured=True)) as node:
+        yield node
+
+
+@pytest.fixture(scope="session")
 def opensearch_client(opensearch_url: str) -> Iterator[OpenSearch]:
     """An opensearch-py client for ``opensearch_url``; closed at session end."""
     client = OpenSearch(hosts=[opensearch_url], timeout=30)
