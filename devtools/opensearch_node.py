@@ -4,8 +4,10 @@ Everything comes from Maven Central, the one place the project's machines can do
 artifacts from: the ``integ-test-zip`` distribution (no bundled JDK, only the transport module),
 the k-NN plugin zip, and the ``lang-painless`` jars. k-NN declares ``extended.plugins=lang-painless``
 and the integ-test distribution lacks that module, so ``fetch`` lays it out from the jars before
-installing the plugin. The k-NN zip on Maven Central carries no native libraries: only the
-``lucene`` engine works on this node; a ``faiss`` or ``nmslib`` index kills the JVM on its first write.
+installing the plugin. The k-NN zip on Maven Central carries no native libraries: a ``faiss`` or
+``nmslib`` index kills the JVM when the plugin first builds a graph (an ``UnsatisfiedLinkError`` at the
+first refresh, fatal to OpenSearch). A faiss index that builds none
+(``index.knn.advanced.approximate_threshold: -1``) works, searched exactly in Java: tests/faiss_node.py.
 
 A second flavour adds the security plugin (``fetch(secured=True)``), as fine-grained access control
 runs it on Amazon OpenSearch Service: the plugin's own demo configuration (its installer, run once at

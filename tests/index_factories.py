@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 
 import numpy as np
@@ -16,6 +17,12 @@ def unit(values: npt.ArrayLike) -> Vector:
     array = np.asarray(values, dtype=np.float32)
     result: Vector = array / np.linalg.norm(array)
     return result
+
+
+def on_circle(angle_degrees: float, *, dim: int = 8) -> Vector:
+    """A unit vector at ``angle_degrees`` from e0 (in the plane of e0 and e1): its cosines are known."""
+    angle = math.radians(angle_degrees)
+    return unit([math.cos(angle), math.sin(angle)] + [0] * (dim - 2))
 
 
 def unit_vectors(n: int, dim: int, *, seed: int = 0) -> npt.NDArray[np.float32]:

@@ -116,6 +116,26 @@ def test_repeated_creates_and_updates_keep_the_documents(
 
 
 @pytest.mark.usefixtures("deployed")
+def test_an_update_of_a_faiss_index_changes_its_ef_search_in_place(
+    event: Event, prefix: str, opensearch_client: OpenSearch
+) -> None:
+    """The deployed engine (no vectors are written, so the node needs no faiss library)."""
+    alias = alias_name(prefix, "model-a")
+    target = version_name(alias, 1)
+    handler(event(Engine="faiss"), None)
+    vector = opensearch_client.indices.get_mapping(index=target)[target]["mappings"]["properties"]["vector"]
+    assert vector["method"]["engine"] == "faiss"
+    assert ef_search_of(opensearch_client, target) == "128"
+    handler(event("Update", physical_id=alias, Engine="faiss", EfSearch="512"), None)
+    assert ef_search_of(opensearch_client, target) == "512"
+
+
+def ef_search_of(client: OpenSearch, index: str) -> str:
+    settings = client.indices.get_settings(index=index, flat_settings=True)[index]["settings"]
+    return str(settings["index.knn.algo_param.ef_search"])
+
+
+@pytest.mark.usefixtures("deployed")
 def test_a_model_change_keeps_the_old_index_for_a_rollback(
     event: Event, prefix: str, opensearch_client: OpenSearch
 ) -> None:

@@ -1,8 +1,9 @@
 """One contract for every VectorIndex adapter: the embedded index and OpenSearch on the real node.
 
 ``pytest -m "not integration"`` runs the embedded half; the OpenSearch half needs the node from
-``tests/conftest.py`` (lucene engine: the node has no faiss libraries). Each test gets a fresh,
-uniquely named index, deleted afterwards.
+``tests/conftest.py`` and runs once per engine: lucene, and faiss without native graphs (the node has
+no faiss library; tests/faiss_node.py says what that leaves out). Each test gets a fresh, uniquely
+named index, deleted afterwards.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,20 +25,27 @@ from simsearch.index.embedded import DEFAULT_HNSW_THRESHOLD, EmbeddedIndex, Hnsw
 from simsearch.index.naming import alias_name
 from simsearch.index.opensearch import IndexConfig, OpenSearchIndex, RetryPolicy
 from simsearch.index.port import Filters, Hit, VectorIndex
-from tests.index_factories import document, unit, unit_vectors
+from tests.faiss_node import faiss_without_graphs
+from tests.index_factories import document, on_circle, unit, unit_vectors
 
 DIM = 8
 MODEL_ID = "test-model"
 
 
 @pytest.fixture(
-    params=["embedded", "embedded-hnsw", pytest.param("opensearch", marks=pytest.mark.integration)]
+    params=[
+        "embedded",
+        "embedded-hnsw",
+        pytest.param("opensearch", marks=pytest.mark.integration),
+        pytest.param("opensearch-faiss", marks=pytest.mark.integration),
+    ]
 )
 def unensured(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[VectorIndex]:
     """A handle on an index that does not exist yet.
 
     ``embedded-hnsw`` puts the embedded index in HNSW mode from the first vector (threshold 0), so
-    its graph, removed-vector bookkeeping and exact fallback meet the same contract.
+    its graph, removed-vector bookkeeping and exact fallback meet the same contract. ``opensearch`` is
+    the lucene engine; ``opensearch-faiss`` the deployed one, faiss.
     """
     prefix = f"t{uuid.uuid4().hex[:12]}"
     if request.param.startswith("embedded"):
@@ -45,14 +54,16 @@ def unensured(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Vector
         yield EmbeddedIndex.open(path, prefix=prefix, model_id=MODEL_ID, dim=DIM, hnsw=hnsw)
         return
     client: OpenSearch = request.getfixturevalue("opensearch_client")
-    yield OpenSearchIndex(
-        client,
-        alias=alias_name(prefix, MODEL_ID),
-        config=IndexConfig(dim=DIM, engine="lucene"),
-        refresh=True,
-        retry=RetryPolicy(attempts=2, initial_backoff=0.01),
-    )
-    client.indices.delete(index=f"{prefix}-*")
+    faiss = request.param == "opensearch-faiss"
+    with faiss_without_graphs(client, prefix) if faiss else nullcontext():
+        yield OpenSearchIndex(
+            client,
+            alias=alias_name(prefix, MODEL_ID),
+            config=IndexConfig(dim=DIM, engine="faiss" if faiss else "lucene"),
+            refresh=True,
+            retry=RetryPolicy(attempts=2, initial_backoff=0.01),
+        )
+        client.indices.delete(index=f"{prefix}-*")
 
 
 @pytest.fixture
@@ -63,12 +74,6 @@ def index(unensured: VectorIndex) -> VectorIndex:
 
 def ids(hits: list[Hit]) -> list[str]:
     return [hit.image_id for hit in hits]
-
-
-def on_circle(angle_degrees: float) -> np.ndarray:
-    """A unit vector whose cosine with e0 is cos(angle): similarities known in advance."""
-    angle = math.radians(angle_degrees)
-    return unit([math.cos(angle), math.sin(angle), 0, 0, 0, 0, 0, 0])
 
 
 E0 = unit([1, 0, 0, 0, 0, 0, 0, 0])

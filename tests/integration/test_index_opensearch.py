@@ -1,6 +1,9 @@
 """The OpenSearch adapter against the real node: its mapping, its score formulas, and its behaviour
 when the node throttles, fails or is gone (faults injected by tests/faultproxy.py, through the real
 client, transport and bulk helper).
+
+Mappings and scores are checked for both engines; faiss indexes that store vectors build no native
+graph (tests/faiss_node.py), since the node has no faiss library.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ import math
 import socket
 import uuid
 from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,10 +31,11 @@ from simsearch.index.opensearch import (
     RetryPolicy,
     client_for,
 )
-from simsearch.index.port import Document, FailureRecord
-from simsearch.settings import Settings, SpaceType
+from simsearch.index.port import Document, FailureRecord, Filters
+from simsearch.settings import Engine, Settings, SpaceType
+from tests.faiss_node import faiss_without_graphs
 from tests.faultproxy import FaultProxy
-from tests.index_factories import document, unit, unit_vectors
+from tests.index_factories import document, on_circle, unit, unit_vectors
 
 pytestmark = pytest.mark.integration
 
@@ -53,17 +58,24 @@ def settings_for(url: str, prefix: str, **overrides: object) -> Settings:
         "opensearch_url": url,
         "opensearch_auth": "none",
         "index_prefix": prefix,
-        "engine": "lucene",  # the test node has no faiss libraries
+        "engine": "lucene",  # the test node has no faiss library (tests/faiss_node.py)
     }
     return Settings(**(values | overrides))  # type: ignore[arg-type]
 
 
-def index_through(url: str, prefix: str, *, space_type: SpaceType = "innerproduct") -> OpenSearchIndex:
+def index_through(
+    url: str,
+    prefix: str,
+    *,
+    engine: Engine = "lucene",
+    space_type: SpaceType = "innerproduct",
+    fp16: bool = False,
+) -> OpenSearchIndex:
     """An index whose client talks to ``url`` (the node, or a proxy in front of it)."""
     return OpenSearchIndex(
         client_for(settings_for(url, prefix)),
         alias=alias_name(prefix, "m"),
-        config=IndexConfig(dim=DIM, engine="lucene", space_type=space_type),
+        config=IndexConfig(dim=DIM, engine=engine, space_type=space_type, fp16=fp16),
         refresh=True,
         retry=FAST_RETRIES,
     )
@@ -73,17 +85,53 @@ def docs(n: int, *, seed: int = 0) -> list[Document]:
     return [document(f"photos/{i}.jpg", v) for i, v in enumerate(unit_vectors(n, DIM, seed=seed))]
 
 
+@pytest.mark.parametrize(
+    ("engine", "space_type", "fp16"),
+    [
+        ("lucene", "innerproduct", False),
+        ("faiss", "innerproduct", False),
+        ("faiss", "innerproduct", True),
+        ("faiss", "cosinesimil", True),
+    ],
+)
 def test_the_created_index_has_the_mapping_and_settings_of_index_body(
-    opensearch_url: str, opensearch_client: OpenSearch, prefix: str
+    opensearch_url: str,
+    opensearch_client: OpenSearch,
+    prefix: str,
+    engine: Engine,
+    space_type: SpaceType,
+    fp16: bool,
 ) -> None:
-    target = index_through(opensearch_url, prefix).ensure()
+    """The node takes each body as ``index_body`` writes it (no test-only setting) and keeps it as sent."""
+    target = index_through(opensearch_url, prefix, engine=engine, space_type=space_type, fp16=fp16).ensure()
     expected = index_body(
-        dim=DIM, engine="lucene", space_type="innerproduct", m=16, ef_construction=128, ef_search=128
+        dim=DIM, engine=engine, space_type=space_type, m=16, ef_construction=128, ef_search=256, fp16=fp16
     )
-    created = opensearch_client.indices.get(index=target)[target]
+    created = opensearch_client.indices.get(index=target, flat_settings=True)[target]
     assert created["mappings"] == expected["mappings"]
-    assert created["settings"]["index"]["knn"] == "true"
+    knn_settings = {
+        name: value for name, value in created["settings"].items() if name.startswith("index.knn")
+    }
+    assert knn_settings == {
+        f"index.{name}": str(value).lower() for name, value in expected["settings"]["index"].items()
+    }
     assert list(created["aliases"]) == [alias_name(prefix, "m")]
+
+
+def test_an_empty_faiss_index_accepts_the_adapters_query_with_every_option(
+    opensearch_url: str, prefix: str
+) -> None:
+    """``method_parameters``, an efficient ``filter`` and ``min_score`` as the adapter sends them to faiss."""
+    index = index_through(opensearch_url, prefix, engine="faiss")
+    index.ensure()
+    hits = index.search(
+        unit([1] + [0] * 7),
+        k=5,
+        filters=Filters(label="cat", key_prefix="cats/"),
+        min_similarity=0.5,
+        exclude_ids=["x"],
+    )
+    assert hits == []
 
 
 def test_connect_index_with_a_url_talks_to_opensearch(opensearch_url: str, prefix: str) -> None:
@@ -103,22 +151,29 @@ def test_ensure_refuses_an_existing_index_of_another_dimension(opensearch_url: s
         wider.ensure()
 
 
-def test_cosinesimil_scores_convert_to_the_same_cosine_similarities(opensearch_url: str, prefix: str) -> None:
-    index = index_through(opensearch_url, prefix, space_type="cosinesimil")
-    index.ensure()
-    angles = [0, 45, 90, 135, 180]
-    index.upsert(
-        [
-            document(f"{a}.jpg", unit([math.cos(math.radians(a)), math.sin(math.radians(a))] + [0] * 6))
-            for a in angles
-        ]
-    )
-    hits = index.search(unit([1] + [0] * 7), k=5)
+ANGLES = [0, 60, 90, 120, 180]
+# From the docs' "Spaces" table (OpenSearch 2.19), for the cosines 1, 0.5, 0, -0.5, -1 of ANGLES:
+DOCUMENTED_SCORES: dict[SpaceType, list[float]] = {
+    "innerproduct": [2.0, 1.5, 1.0, 1 / 1.5, 0.5],  # faiss: d = -ip, 1 / (1 + d) if d >= 0 else -d + 1
+    "cosinesimil": [1.0, 0.75, 0.5, 0.25, 0.0],  # d = 1 - cos: (2 - d) / 2
+}
+
+
+@pytest.mark.parametrize("space_type", ["innerproduct", "cosinesimil"])
+@pytest.mark.parametrize("engine", ["lucene", "faiss"])
+def test_scores_are_the_documented_ones_and_convert_back_to_the_cosine(
+    opensearch_url: str, opensearch_client: OpenSearch, prefix: str, engine: Engine, space_type: SpaceType
+) -> None:
+    """lucene's HNSW, and faiss's exact search (no native graph here): the same scores, as k-NN 2.19 says."""
+    with faiss_without_graphs(opensearch_client, prefix) if engine == "faiss" else nullcontext():
+        index = index_through(opensearch_url, prefix, engine=engine, space_type=space_type)
+        index.ensure()
+        index.upsert([document(f"{a}.jpg", on_circle(a)) for a in ANGLES])
+        hits = index.search(on_circle(0), k=len(ANGLES))
+    assert [h.metadata.key for h in hits] == [f"{a}.jpg" for a in ANGLES]
+    assert [h.score for h in hits] == pytest.approx(DOCUMENTED_SCORES[space_type], abs=1e-6)
     assert [h.similarity for h in hits] == pytest.approx(
-        [math.cos(math.radians(a)) for a in angles], abs=1e-5
-    )
-    assert [h.score for h in hits] == pytest.approx(
-        [(1 + math.cos(math.radians(a))) / 2 for a in angles], abs=1e-5
+        [math.cos(math.radians(a)) for a in ANGLES], abs=1e-6
     )
 
 

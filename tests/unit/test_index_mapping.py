@@ -1,4 +1,8 @@
-"""The index body, the score formulas, index names and image ids: the pure parts of the index package."""
+"""The index body, the score formulas, index names and image ids: the pure parts of the index package.
+
+The score formulas are checked against transcriptions of each engine's scoring code (k-NN 2.19.1.0, Lucene
+9.12.1), the docs' worked numbers, and faiss itself.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import faiss
+import numpy as np
 import pytest
 
 from simsearch.errors import ConfigError
@@ -19,6 +25,7 @@ from simsearch.index.mapping import (
 )
 from simsearch.index.naming import alias_name, failures_name, version_name
 from simsearch.settings import SpaceType
+from tests.index_factories import unit_vectors
 
 SIMILARITIES = [-1.0, -0.75, -0.5, -1e-6, 0.0, 1e-6, 0.25, 0.5, 0.999, 1.0]
 
@@ -77,19 +84,69 @@ def test_metadata_fields_are_typed_and_the_mapping_is_strict() -> None:
     assert properties["indexed_at"] == {"type": "date"}
 
 
-@pytest.mark.parametrize(
-    ("similarity", "score"),
-    [(1.0, 2.0), (0.5, 1.5), (0.0, 1.0), (-0.5, 1 / 1.5), (-1.0, 0.5)],
-)
-def test_innerproduct_scores_follow_the_documented_formula(similarity: float, score: float) -> None:
-    assert score_from_similarity(similarity, space_type="innerproduct") == pytest.approx(score)
-    assert similarity_from_score(score, space_type="innerproduct") == pytest.approx(similarity)
+def faiss_approximate_score(inner_product: float, *, space_type: SpaceType) -> float:
+    """k-NN 2.19.1.0's score for a hit of faiss's HNSW search, transcribed from its Java.
+
+    faiss returns the raw inner product (cosinesimil is inner product over normalised vectors);
+    ``Faiss.SCORE_TRANSLATIONS`` (index/engine/faiss/Faiss.java) hands ``SpaceType.scoreTranslation``
+    (index/SpaceType.java) ``-ip`` for innerproduct and ``1 - ip`` for cosinesimil.
+    """
+    if space_type == "innerproduct":
+        raw = -1 * inner_product
+        return 1 / (1 + raw) if raw >= 0 else -raw + 1  # SpaceType.INNER_PRODUCT.scoreTranslation
+    raw = 1 - inner_product
+    return max((2.0 - raw) / 2.0, 0.0)  # SpaceType.COSINESIMIL.scoreTranslation
 
 
-@pytest.mark.parametrize(("similarity", "score"), [(1.0, 1.0), (0.5, 0.75), (0.0, 0.5), (-1.0, 0.0)])
-def test_cosinesimil_scores_are_one_plus_cosine_over_two(similarity: float, score: float) -> None:
-    assert score_from_similarity(similarity, space_type="cosinesimil") == pytest.approx(score)
-    assert similarity_from_score(score, space_type="cosinesimil") == pytest.approx(similarity)
+def lucene_score(cosine: float, *, space_type: SpaceType) -> float:
+    """Lucene 9.12.1's VectorSimilarityFunction, the score of lucene and of exact search on either engine.
+
+    ``MAXIMUM_INNER_PRODUCT`` is ``VectorUtil.scaleMaxInnerProductScore(dot)``; ``COSINE`` is
+    ``max((1 + cos) / 2, 0)``.
+    """
+    if space_type == "innerproduct":
+        return 1 / (1 + -1 * cosine) if cosine < 0 else cosine + 1
+    return max((1 + cosine) / 2, 0.0)
+
+
+SCORE_PATHS = {"faiss": faiss_approximate_score, "lucene": lucene_score}
+
+# Worked by hand from the "Spaces" table of the OpenSearch 2.19 docs (field-types/supported-field-types/
+# knn-spaces): innerproduct, faiss: d = -ip, score 1 / (1 + d) if d >= 0 else -d + 1; lucene: d = ip,
+# score d + 1 if d > 0 else 1 / (1 + (-1 * d)); cosinesimil, every engine: d = 1 - cos, score (2 - d) / 2.
+WORKED_SCORES: list[tuple[SpaceType, float, float]] = [
+    ("innerproduct", 1.0, 2.0),
+    ("innerproduct", 0.5, 1.5),
+    ("innerproduct", 0.0, 1.0),
+    ("innerproduct", -0.5, 1 / 1.5),
+    ("innerproduct", -1.0, 0.5),
+    ("cosinesimil", 1.0, 1.0),
+    ("cosinesimil", 0.5, 0.75),
+    ("cosinesimil", 0.0, 0.5),
+    ("cosinesimil", -0.5, 0.25),
+    ("cosinesimil", -1.0, 0.0),
+]
+
+
+@pytest.mark.parametrize("engine", sorted(SCORE_PATHS))
+@pytest.mark.parametrize(("space_type", "similarity", "score"), WORKED_SCORES)
+def test_each_engine_scores_the_documented_numbers(
+    engine: str, space_type: SpaceType, similarity: float, score: float
+) -> None:
+    assert SCORE_PATHS[engine](similarity, space_type=space_type) == pytest.approx(score)
+    assert score_from_similarity(similarity, space_type=space_type) == pytest.approx(score)
+    assert similarity_from_score(score, space_type=space_type) == pytest.approx(similarity)
+
+
+@pytest.mark.parametrize("engine", sorted(SCORE_PATHS))
+@pytest.mark.parametrize("space_type", ["innerproduct", "cosinesimil"])
+def test_our_conversion_inverts_each_engines_score_across_the_whole_range(
+    engine: str, space_type: SpaceType
+) -> None:
+    similarities = np.linspace(-1.0, 1.0, 2001)
+    scores = [SCORE_PATHS[engine](float(s), space_type=space_type) for s in similarities]
+    back = [similarity_from_score(score, space_type=space_type) for score in scores]
+    assert back == pytest.approx(similarities.tolist(), abs=1e-12)
 
 
 @pytest.mark.parametrize("space_type", ["innerproduct", "cosinesimil"])
@@ -104,6 +161,38 @@ def test_scores_rise_with_similarity_and_convert_back_exactly(space_type: SpaceT
 def test_rounding_beyond_one_is_clamped(space_type: SpaceType) -> None:
     above = score_from_similarity(1.0, space_type=space_type) * (1 + 1e-7)
     assert similarity_from_score(above, space_type=space_type) == 1.0
+
+
+@pytest.mark.parametrize("description", ["HNSW16,Flat", "HNSW16,SQfp16"])
+@pytest.mark.parametrize("space_type", ["innerproduct", "cosinesimil"])
+def test_real_faiss_distances_through_the_plugins_translation_give_back_the_cosine(
+    description: str, space_type: SpaceType
+) -> None:
+    """The plugin's faiss path with faiss itself in place of the JNI library.
+
+    For both space types k-NN 2.19.1.0 builds ``index_factory(dim, "HNSW<m>,Flat", METRIC_INNER_PRODUCT)``,
+    ``"HNSW<m>,SQfp16"`` with the fp16 encoder (FaissHNSWMethod, FaissSQEncoder; TranslateSpaceToMetric in
+    jni/src/faiss_wrapper.cpp) and passes each hit's distance on as is (``KNNQueryResult(ids[i], dis[i])``).
+    faiss must report the inner product itself, larger meaning closer, for Faiss.java's negation to be
+    right; fp16 storage costs about 1e-3 of similarity. faiss-cpu from PyPI stands in for the faiss commit
+    the plugin pins (0cbc2a88). k is every vector, so negative inner products are covered too.
+    """
+    queries = unit_vectors(4, 8, seed=12)
+    vectors = np.concatenate([unit_vectors(300, 8, seed=11), queries])  # 8 dimensions: cosines near ±1
+    index = faiss.index_factory(8, description, faiss.METRIC_INNER_PRODUCT)
+    index.train(vectors)
+    index.add(vectors)
+    params = faiss.SearchParametersHNSW(efSearch=256)  # type: ignore[attr-defined]  # absent from the stubs
+    distances, ids = index.search(queries, len(vectors), params=params)
+    tolerance = 1e-5 if description.endswith("Flat") else 2e-3
+    for query, all_distances, all_ids in zip(queries, distances, ids, strict=True):
+        found = all_ids >= 0  # a graph search may leave a slot or two empty (id -1)
+        row_distances, cosines = all_distances[found], vectors[all_ids[found]] @ query
+        assert row_distances == pytest.approx(cosines, abs=tolerance)
+        assert max(cosines) > 0.99 and min(cosines) < -0.5  # both branches of the innerproduct formula
+        scores = [faiss_approximate_score(float(d), space_type=space_type) for d in row_distances]
+        back = [similarity_from_score(score, space_type=space_type) for score in scores]
+        assert back == pytest.approx(cosines, abs=tolerance)
 
 
 def test_alias_version_and_failure_index_names() -> None:

@@ -3,13 +3,27 @@
 The CDK index bootstrap, the OpenSearch adapter and the tests all build indexes with ``index_body``, so
 the deployed mapping is the tested mapping. Standard library only (the CDK app imports it at synth time).
 
-Scores (OpenSearch 2.19 k-NN, "Spaces" table; the same for the faiss and lucene engines):
+Scores: in k-NN 2.19 (the plugin of OpenSearch 2.19, which the domain runs) the faiss and lucene
+engines give the same score for the same cosine similarity ``s``, per space type:
 
-- ``innerproduct``: ``score = 1 + ip`` when ``ip > 0``, else ``1 / (1 - ip)``;
-- ``cosinesimil``: ``score = (1 + cos) / 2``.
+- ``innerproduct``: ``score = 1 + s`` when ``s > 0``, else ``1 / (1 - s)``;
+- ``cosinesimil``: ``score = (1 + s) / 2``, the docs' ``(2 - d) / 2`` with ``d = 1 - s``.
 
-Vectors are L2-normalised, so the inner product *is* the cosine similarity; ``similarity_from_score``
-inverts the formula in use so callers always see cosine similarity in [-1, 1] next to the raw score.
+Where the plugin computes them (k-NN 2.19.1.0), so an upgrade can be checked against the same places:
+
+- faiss, approximate search: faiss returns the raw inner product ``ip`` (cosinesimil is inner product
+  over vectors the plugin normalises: ``AbstractFaissMethod.convertUserToMethodSpaceType``, new in
+  2.19.0); ``Faiss.SCORE_TRANSLATIONS`` (``index/engine/faiss/Faiss.java``) scores it as
+  ``SpaceType.INNER_PRODUCT.scoreTranslation(-ip)`` or ``SpaceType.COSINESIMIL.scoreTranslation(1 - ip)``
+  (``index/SpaceType.java``);
+- lucene, and exact search on either engine (a filter that matches at most ``k`` documents, a segment
+  without a graph): Lucene 9.12's ``VectorSimilarityFunction.MAXIMUM_INNER_PRODUCT`` and ``COSINE``
+  through ``KNNVectorSimilarityFunction``.
+
+Earlier plugins differ: up to 2.18 faiss has no cosinesimil, and nmslib scores it ``1 / (1 + d)``, the
+formula older docs give for "nmslib and faiss". Vectors are L2-normalised, so the inner product *is* the
+cosine similarity; ``similarity_from_score`` inverts the formula so callers always see cosine similarity
+in [-1, 1] next to the raw score. tests/unit/test_index_mapping.py transcribes each path above.
 """
 
 from __future__ import annotations
@@ -97,7 +111,10 @@ def failures_body() -> dict[str, Any]:
 
 
 def similarity_from_score(score: float, *, space_type: SpaceType) -> float:
-    """The cosine similarity behind an OpenSearch k-NN score, clamped to [-1, 1] against rounding."""
+    """The cosine similarity behind an OpenSearch k-NN score, clamped to [-1, 1] against rounding.
+
+    It takes no engine: in k-NN 2.19 faiss and lucene score alike (module docstring).
+    """
     if space_type == "cosinesimil":
         similarity = 2.0 * score - 1.0
     elif score >= 1.0:
