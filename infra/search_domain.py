@@ -19,16 +19,16 @@ from infra.log_groups import log_group
 from infra.network import Network
 
 # What each kind of function may send to the domain: (HTTP verbs, paths below the domain ARN), with
-# `{p}` the app's index pattern. The verbs are spelled out (no policy here grants `es:*` or `es:ESHttp*`),
-# and the paths are the ones the OpenSearch adapter uses (simsearch/index/opensearch.py); the integration
-# suite replays every request the deployed functions make against these grants.
+# `{p}` the app's index pattern. Exactly what the OpenSearch adapter sends (simsearch/index/opensearch.py):
+# the integration suite records every request the deployed functions make and replays it against these
+# grants (tests/integration/test_deployed_access.py). No policy here grants `es:*` or `es:ESHttp*`.
 Access = tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]
 READER: Access = (
-    (("GET", "HEAD"), ("{p}", "{p}/*")),  # documents, mappings, aliases of the app's indexes
+    (("GET",), ("{p}/*",)),  # a document by id
     (("POST",), ("{p}/_search", "{p}/_count")),  # opensearch-py sends searches and counts as POST
 )
 WRITER: Access = (
-    (("GET", "HEAD", "POST", "PUT", "DELETE"), ("{p}", "{p}/*")),  # create, write, read the indexes
+    (("GET", "POST", "PUT"), ("{p}", "{p}/*")),  # create the indexes, read aliases, mappings, documents
     (("POST",), ("_bulk",)),  # streaming_bulk posts to /_bulk; FGAC still limits each item to the pattern
 )
 ADMIN_VERBS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH")  # the master user: roles, mappings, indexes

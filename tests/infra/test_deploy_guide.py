@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 
 from infra.query_api import STAGE
+from tests.iam.access_table import Row, access_rows
+from tests.iam.template import ResolvedTemplate
 from tests.infra.conftest import ROOT, Synthesis
 
 pytestmark = pytest.mark.infra
@@ -74,3 +76,17 @@ def test_api_examples_use_the_deployed_stage_and_the_urls_trailing_slash(documen
     assert re.findall(r"\$\{?API(?:_URL)?\}?\"?/", text) == []
     stages = re.findall(r"(?:execute-api[^\s`]*amazonaws\.com|…)/([a-z0-9]+)/?", text)
     assert set(stages) <= {STAGE}
+
+
+def test_the_access_table_lists_every_identity_and_grant_of_both_profiles(
+    dev: Synthesis, prod: Synthesis
+) -> None:
+    """On a mismatch, the expected rows are printed: paste them and write each one's why."""
+    synthesized = {
+        row for synthesis in (dev, prod) for row in access_rows(ResolvedTemplate.of(synthesis.template_json))
+    }
+    documented = table(GUIDE.read_text(encoding="utf-8"), "## Who may do what")
+    assert all(why for *_, why in documented), "every row says why"
+    missing = sorted(synthesized - {Row(*cells[:3]) for cells in documented})
+    extra = sorted({Row(*cells[:3]) for cells in documented} - synthesized)
+    assert (missing, extra) == ([], []), "\n".join(row.markdown() for row in missing)

@@ -273,6 +273,7 @@ def test_api_takes_images_as_binary_requires_keys_throttles_validates_and_logs(s
                     {
                         "LoggingLevel": "ERROR",
                         "DataTraceEnabled": False,
+                        "MetricsEnabled": False,  # per-method metrics are billed, and unread
                         "ThrottlingRateLimit": config.throttle_rate,
                     }
                 )

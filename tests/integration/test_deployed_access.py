@@ -37,6 +37,7 @@ from opensearchpy import exceptions as os_errors
 
 from devtools.opensearch_node import ADMIN_PASSWORD, ADMIN_USER, OpenSearchNode
 from handlers import index_bootstrap, ingest, query
+from handlers.index_bootstrap import AUDIT_CONFIG
 from infra.config import INDEX_REQUESTS_PER_QUERY
 from infra.packaging import BOOTSTRAP_HANDLER, INGEST_HANDLER, QUERY_HANDLER
 from simsearch.backfill import backfill
@@ -368,6 +369,18 @@ def test_writes_with_the_query_identity_are_denied_by_the_synthesized_policies(
     requests = iam_requests(traffic, traffic.templates[profile], INTRUDER)
     assert len(requests) == len(traffic.intrusions)
     assert [str(d) for d in simulate(requests) if d.allowed] == []
+
+
+def test_the_bootstrap_turned_the_audit_log_on_as_the_prod_profile_asks(
+    traffic: Traffic, secured_opensearch: OpenSearchNode
+) -> None:
+    """The security plugin kept the configuration the bootstrap sent (it validates it against its schema)."""
+    assert traffic.templates["prod"].of_type("Custom::SearchAuditLog")
+    admin = OpenSearch(hosts=[secured_opensearch.admin_url])
+    config = admin.transport.perform_request("GET", "/_plugins/_security/api/audit")["config"]
+    assert config["enabled"] is True
+    assert {key: config["audit"][key] for key in AUDIT_CONFIG["audit"]} == AUDIT_CONFIG["audit"]
+    assert config["compliance"]["internal_config"] is True
 
 
 def test_no_api_call_sends_more_index_requests_than_the_query_budget_allows_for(traffic: Traffic) -> None:
