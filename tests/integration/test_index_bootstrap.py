@@ -1,8 +1,8 @@
 """The index bootstrap custom resource against the real node: idempotent, data-preserving, patient.
 
 Events are shaped as CloudFormation sends them through the CDK provider framework: every property value
-is a string. The security plugin is not on the test node, so ``Custom::SearchAccessRoles`` is checked
-only in the synthesised template (tests/infra); here it is the vector index.
+is a string. Here it is the vector index on the plain node; ``Custom::SearchAccessRoles`` and
+``Custom::SearchAuditLog`` run against the node with the security plugin in test_deployed_access.py.
 """
 
 from __future__ import annotations
