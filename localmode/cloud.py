@@ -3,9 +3,9 @@
 The resources are configured as the CDK app configures them, so uploads reach the ingest handler the
 way they do in AWS: the bucket notifies the uploads queue of every created and removed object (one
 queue configuration per event type, as CDK writes them), and the queue hands a message that keeps
-failing to a dead-letter queue after ``MAX_RECEIVES`` receives. ``tests/infra`` checks that the
-synthesized template and ``notification_configuration`` name the same events, and that the redrive
-count matches, since the CDK constructs cannot be shared with a process that must not import CDK.
+failing to a dead-letter queue after ``MAX_RECEIVES`` receives. Both values come from
+``simsearch.delivery``, which the CDK app reads too; ``tests/infra`` checks the synthesized template
+against ``notification_configuration``, since the constructs themselves need jsii.
 
 The visibility timeout is the one intended difference: AWS waits six function timeouts before a
 retried message comes back; locally a retry comes back after ``VISIBILITY_TIMEOUT_S``.
@@ -23,11 +23,7 @@ from typing import Any
 
 import boto3
 
-NOTIFIED_EVENTS = ("s3:ObjectCreated:*", "s3:ObjectRemoved:*")
-"""``s3.EventType.OBJECT_CREATED`` and ``OBJECT_REMOVED``, the events ``infra/ingestion.py`` subscribes."""
-
-MAX_RECEIVES = 5
-"""``infra.ingestion.MAX_RECEIVES``: receives before a message moves to the dead-letter queue."""
+from simsearch.delivery import MAX_RECEIVES, NOTIFIED_EVENTS
 
 VISIBILITY_TIMEOUT_S = 30
 UPLOADS_QUEUE = "uploads"
@@ -42,7 +38,8 @@ CREDENTIALS = {  # moto accepts any; these keep boto3 from looking for (and find
 
 def notification_configuration(queue_arn: str) -> dict[str, Any]:
     """The bucket's ``NotificationConfiguration``: what CDK's ``add_event_notification`` calls produce."""
-    return {"QueueConfigurations": [{"QueueArn": queue_arn, "Events": [event]} for event in NOTIFIED_EVENTS]}
+    events = NOTIFIED_EVENTS.values()
+    return {"QueueConfigurations": [{"QueueArn": queue_arn, "Events": [event]} for event in events]}
 
 
 @dataclass(frozen=True, kw_only=True)

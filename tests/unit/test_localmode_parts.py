@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
-from localmode.cloud import NOTIFIED_EVENTS, notification_configuration
+from localmode.cloud import notification_configuration
 from localmode.stack import folder_images, index_path_for, sample_images
 from localmode.static_site import WEB_ROOT, with_static_site
 from localmode.worker import lambda_sqs_event, s3_records_in
+from simsearch.delivery import NOTIFIED_EVENTS
 from simsearch.labels import label_for
 
 
@@ -70,7 +71,7 @@ def test_progress_counts_s3_records_not_messages(body: str, records: int) -> Non
 
 def test_the_bucket_notifies_one_queue_configuration_per_event() -> None:
     configurations = notification_configuration("arn:q")["QueueConfigurations"]
-    assert [c["Events"] for c in configurations] == [[event] for event in NOTIFIED_EVENTS]
+    assert [c["Events"] for c in configurations] == [[event] for event in NOTIFIED_EVENTS.values()]
     assert {c["QueueArn"] for c in configurations} == {"arn:q"}
 
 
