@@ -39,6 +39,7 @@ from PIL import Image
 
 from devtools import benchkit
 from devtools.benchkit import LIMITS, elapsed_seconds
+from simsearch.bootstrap import inference_threads
 from simsearch.embedder import OnnxEmbedder
 from simsearch.preprocess import decode_image, to_tensor
 from simsearch.settings import Settings
@@ -240,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from moto import mock_aws  # a development dependency: only this command needs it
 
     quiet_aws_environment()
-    threads = benchkit.local_ort_threads(args.threads)
+    threads = inference_threads(args.threads)
     embedder = OnnxEmbedder.load(args.model_dir, threads=threads)
     images = photos(args.images)
     rows = []

@@ -35,6 +35,8 @@ from PIL import Image
 
 from devtools import benchkit
 from localmode.api_gateway import LambdaHandler, LocalContext, proxy_event
+from simsearch import bootstrap
+from simsearch.bootstrap import inference_threads
 from simsearch.embedder import OnnxEmbedder
 from simsearch.ids import image_id_for
 from simsearch.index import Document, ImageMetadata
@@ -108,7 +110,7 @@ def run(*, model_dir: Path, documents: int, repeats: int, url: str) -> dict[str,
 
     query.service()  # load the model now, not in the first timed request
     handler: LambdaHandler = query.handler
-    threads = benchkit.local_ort_threads(settings.ort_threads)  # as the handler
+    threads = inference_threads(settings.ort_threads)  # as the handler
     embedder = OnnxEmbedder.load(model_dir, threads=threads)
     index = OpenSearchIndex.connect(settings, model_id=embedder.model_id, dim=embedder.dim, refresh=True)
     concrete = index.ensure()
@@ -117,7 +119,7 @@ def run(*, model_dir: Path, documents: int, repeats: int, url: str) -> dict[str,
         data = query_jpeg()
         limits = ImageLimits.of(settings)
         vector = embedder.embed([decode_image(data, limits=limits).rgb])[0]
-        images = query.image_store(settings)
+        images = bootstrap.image_store(settings, config=bootstrap.QUERY_S3)
 
         def handle() -> None:
             event = proxy_event(

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 
-from simsearch.embedder import ort_threads
 from simsearch.preprocess import ImageLimits
 
 MODEL_DIR = Path("build/models/mobilenet_v2")  # the Makefile's MODEL_DIR
@@ -31,11 +30,6 @@ def model_is_built(model_dir: Path) -> bool:
         return True
     print(f"no model in {model_dir}: build it with `make model`", file=sys.stderr)
     return False
-
-
-def local_ort_threads(requested: int) -> int:
-    """ONNX Runtime threads as the handlers choose them off Lambda: ``requested``, or 0 for every core."""
-    return ort_threads(requested, lambda_memory_mb=None, cpu_count=os.cpu_count())
 
 
 def sample_photos() -> list[bytes]:

@@ -189,33 +189,28 @@ def _upload_folder(running: discovery.RunningStack, folder: Path, *, prefix: str
 def _backfill(
     settings: Settings, s3: Any, *, bucket: str, prefix: str, batch_size: int, as_json: bool
 ) -> int:
+    from contextlib import closing
+
     from tqdm import tqdm
 
+    from simsearch import bootstrap
     from simsearch.backfill import backfill
-    from simsearch.embedder import ort_threads
-    from simsearch.ingestion import connect_ingestion
     from simsearch.storage import S3ImageStore
 
-    threads = ort_threads(settings.ort_threads, lambda_memory_mb=None, cpu_count=os.cpu_count())
-    service = connect_ingestion(settings, s3_client=s3, threads=threads)
-    with tqdm(unit="image", desc=f"index s3://{bucket}/{prefix}", file=sys.stderr) as bar:
+    images = S3ImageStore(s3)
+    with (
+        closing(bootstrap.ingestion(settings, images=images)) as service,
+        tqdm(unit="image", desc=f"index s3://{bucket}/{prefix}", file=sys.stderr) as bar,
+    ):
         summary = backfill(
             service,
-            S3ImageStore(s3),
+            images,
             bucket=bucket,
             prefix=prefix,
             batch_size=batch_size,
             on_batch=lambda outcomes: bar.update(len(outcomes)),
         )
-    problems = [
-        {"key": p.key, "kind": p.kind, "reason": p.reason, "detail": p.detail} for p in summary.problems
-    ]
-    if as_json:
-        print(json.dumps({"counts": dict(summary.counts), "problems": problems}, indent=2))
-    else:
-        print(", ".join(f"{n} {kind}" for kind, n in sorted(summary.counts.items())) or "no objects")
-        for problem in problems:
-            print(f"  {problem['kind']} {problem['key']}: {problem['reason']} {problem['detail']}")
+    print(json.dumps(summary.to_json(), indent=2) if as_json else summary.report())
     return 0 if not summary.problems else 1
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import boto3
 import pytest
 
+from simsearch import bootstrap
 from simsearch.backfill import BackfillSummary, backfill, main
-from simsearch.ingestion import IngestionService, KeyOutcome, connect_ingestion
+from simsearch.ingestion import IngestionService, KeyOutcome
 from simsearch.settings import Settings
 from simsearch.storage import S3ImageStore
 from tests.integration.ingest_world import IndexView, Uploads, photo
@@ -29,7 +30,7 @@ def bucket(moto_aws: boto3.Session) -> Uploads:
 
 @pytest.fixture
 def service(bucket: Uploads, ingest_settings: Settings) -> IngestionService:
-    return connect_ingestion(ingest_settings, s3_client=bucket.s3, threads=2)
+    return bootstrap.ingestion(ingest_settings, images=S3ImageStore(bucket.s3))
 
 
 def run(service: IngestionService, bucket: Uploads, prefix: str, *, batch_size: int = 32) -> BackfillSummary:

@@ -15,10 +15,11 @@ import pytest
 from onnx import TensorProto, checker, helper, save
 from PIL import Image
 
+from handlers.notifications import NotificationBatch
 from simsearch.embedder import Embeddings, OnnxEmbedder
 from simsearch.errors import NotFoundError
 from simsearch.index import connect_failure_log, connect_index
-from simsearch.ingestion import CHANGED_DURING_INGESTION, Change, IngestionService, Message
+from simsearch.ingestion import CHANGED_DURING_INGESTION, Change, IngestionService
 from simsearch.preprocess import ImageLimits
 from simsearch.settings import Settings
 from simsearch.storage import S3ImageStore, StoredObject
@@ -161,12 +162,12 @@ def test_a_batch_of_ten_images_is_embedded_in_one_inference_call(
         uploads.put(f"cats/{n}.jpg", photo(n))
     counting = CountingEmbedder(mobilenet)
     service, index_view = build(local_settings, images=S3ImageStore(uploads.s3), embedder=counting)
-    messages = [Message(message_id=m["MessageId"], body=m["Body"]) for m in uploads.messages()]
+    batch = NotificationBatch.read((m["MessageId"], m["Body"]) for m in uploads.messages())
 
-    report = service.ingest(messages)
+    outcomes = service.sync(batch.changes)
 
-    assert [outcome.kind for outcome in report.outcomes] == ["indexed"] * 10
-    assert report.retry == frozenset()
+    assert [outcome.kind for outcome in outcomes] == ["indexed"] * 10
+    assert batch.to_retry(outcomes) == frozenset()
     assert counting.calls == [10]
     assert index_view.count() == 10
 

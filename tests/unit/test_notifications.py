@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 
+from handlers.notifications import ObjectEvent, parse_message
 from simsearch.backfill import parse_s3_url
 from simsearch.errors import InvalidNotificationError, InvalidRequestError
+from simsearch.ingestion.changes import newest_sequencer
 from simsearch.labels import label_for
-from simsearch.notifications import ObjectEvent, newest_sequencer, parse_message
 from tests.factories import s3_notification, s3_record, s3_test_event
 
 
