@@ -26,7 +26,8 @@ from typing import Any
 import requests
 
 from devtools import benchkit
-from localmode.stack import StackConfig, folder_images, local_settings, started, upload
+from localmode.harness import local_settings
+from localmode.stack import StackConfig, folder_images, started, upload
 from simsearch.bootstrap import inference_threads
 from simsearch.embedder import OnnxEmbedder
 from simsearch.errors import SimsearchError

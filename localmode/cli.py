@@ -68,14 +68,8 @@ def _configure_serve(parser: argparse.ArgumentParser) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from localmode.stack import (
-        StackConfig,
-        folder_images,
-        index_path_for,
-        local_settings,
-        sample_images,
-        started,
-    )
+    from localmode.harness import local_settings
+    from localmode.stack import StackConfig, folder_images, index_path_for, sample_images, started
 
     if args.images is not None and not args.images.is_dir():
         raise CommandFailed(f"--images {args.images} is not a folder")

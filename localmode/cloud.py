@@ -1,4 +1,4 @@
-"""The AWS side of ``infra/ingestion.py`` on 127.0.0.1: moto's server with the bucket, queues, notification.
+"""The AWS side of ``infra/ingestion.py`` on this machine: moto's bucket, queues and notification.
 
 The resources are configured as the CDK app configures them, so uploads reach the ingest handler the
 way they do in AWS: the bucket notifies the uploads queue of every created and removed object (one
@@ -44,7 +44,10 @@ def notification_configuration(queue_arn: str) -> dict[str, Any]:
 
 @dataclass(frozen=True, kw_only=True)
 class LocalCloud:
-    """The moto endpoint and the resources on it; ``env`` is what a boto3 client needs to reach them."""
+    """The moto endpoint and the resources on it; ``env`` is what a boto3 client needs to reach them.
+
+    An empty ``endpoint`` is moto in this process (``mock_aws()``), which boto3 reaches without one.
+    """
 
     endpoint: str
     region: str
@@ -56,13 +59,14 @@ class LocalCloud:
     @property
     def env(self) -> dict[str, str]:
         """Credentials, region and ``AWS_ENDPOINT_URL``, which every boto3 client created after honours."""
-        return {**CREDENTIALS, "AWS_DEFAULT_REGION": self.region, "AWS_ENDPOINT_URL": self.endpoint}
+        endpoint = {"AWS_ENDPOINT_URL": self.endpoint} if self.endpoint else {}
+        return {**CREDENTIALS, "AWS_DEFAULT_REGION": self.region, **endpoint}
 
     def client(self, service: str) -> Any:
         """A boto3 client for ``service`` on this endpoint, whatever the process environment says."""
         return boto3.client(
             service,
-            endpoint_url=self.endpoint,
+            endpoint_url=self.endpoint or None,
             region_name=self.region,
             aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
             aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
@@ -93,7 +97,10 @@ def moto_server(*, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
 
 
 def provision(endpoint: str, *, bucket: str, region: str) -> LocalCloud:
-    """Create the bucket, the queues and the notification on ``endpoint``, as the CDK app does in AWS."""
+    """Create the bucket, the queues and the notification on ``endpoint``, as the CDK app does in AWS.
+
+    ``endpoint`` empty: in this process, where moto's ``mock_aws()`` must be active.
+    """
     unconfigured = LocalCloud(
         endpoint=endpoint, region=region, bucket=bucket, queue_url="", queue_arn="", dead_letters_url=""
     )

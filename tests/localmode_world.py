@@ -11,7 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from localmode.stack import LocalStack, StackConfig, folder_images, local_settings, started, upload
+from localmode.harness import local_settings
+from localmode.stack import LocalStack, StackConfig, folder_images, started, upload
 from tests.query_fixtures import pictures, reframed
 
 LABELS = {"china": "photos", "flower": "photos"}  # the drawn patterns get "patterns"

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import boto3
 import pytest
 
+from localmode.cloud import LocalCloud
 from simsearch import bootstrap
 from simsearch.backfill import BackfillSummary, backfill, main
 from simsearch.ingestion import IngestionService, KeyOutcome
@@ -17,9 +17,9 @@ DOGS = [f"zoo/dogs/{n}.jpg" for n in range(5)]
 
 
 @pytest.fixture
-def bucket(moto_aws: boto3.Session) -> Uploads:
+def bucket(cloud: LocalCloud) -> Uploads:
     """A bucket filled before ingestion existed: twelve images, a corrupt one, and two elsewhere."""
-    uploads = Uploads.create(moto_aws)
+    uploads = Uploads.of(cloud)
     for seed, key in enumerate(CATS + DOGS):
         uploads.put(key, photo(seed))
     uploads.put("zoo/corrupt.jpg", b"\xff\xd8\xff not really")

@@ -14,7 +14,7 @@ from tests.factories import s3_notification, s3_record, s3_test_event, sqs_event
 from tests.integration.conftest import Invoke
 from tests.integration.ingest_world import IndexView, Uploads, emitted_metrics, event_names, photo
 
-pytestmark = pytest.mark.usefixtures("moto_aws")
+pytestmark = pytest.mark.usefixtures("cloud")
 
 
 def created_by(uploads: Uploads, how: str, key: str, data: bytes) -> str:

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from localmode.cloud import notification_configuration
+from localmode.harness import s3_records_in, sqs_event
 from localmode.stack import folder_images, index_path_for, sample_images
 from localmode.static_site import WEB_ROOT, with_static_site
-from localmode.worker import lambda_sqs_event, s3_records_in
 from simsearch.delivery import NOTIFIED_EVENTS
 from simsearch.labels import label_for
 
@@ -49,7 +49,7 @@ def test_received_messages_become_the_event_lambda_sends() -> None:
         "Attributes": {"ApproximateReceiveCount": "1"},
         "MessageAttributes": {"origin": {"StringValue": "test", "DataType": "String"}},
     }
-    [record] = lambda_sqs_event([message], queue_arn="arn:aws:sqs:us-east-1:1:uploads", region="us-east-1")[
+    [record] = sqs_event([message], queue_arn="arn:aws:sqs:us-east-1:1:uploads", region="us-east-1")[
         "Records"
     ]
     assert record["messageId"] == "m-1"
