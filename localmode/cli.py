@@ -17,7 +17,7 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,8 +26,11 @@ import evaluation
 from localmode import discovery
 from model import whiten
 from simsearch.errors import SimsearchError
+from simsearch.formats import FORMATS, IMAGE_SUFFIXES, media_type_for
 
 if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+
     from localmode.stack import LocalStack
     from simsearch.settings import Settings
 
@@ -69,7 +72,8 @@ def _configure_serve(parser: argparse.ArgumentParser) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     from localmode.harness import local_settings
-    from localmode.stack import StackConfig, folder_images, index_path_for, sample_images, started
+    from localmode.stack import StackConfig, folder_images, index_path_for, started
+    from model.images import sample_photos
 
     if args.images is not None and not args.images.is_dir():
         raise CommandFailed(f"--images {args.images} is not a folder")
@@ -78,9 +82,10 @@ def _serve(args: argparse.Namespace) -> int:
         index_path=(args.index_path or index_path_for(args.images)).resolve(),
         opensearch_url=os.environ.get("OPENSEARCH_URL", ""),
     )
-    images = folder_images(args.images) if args.images else sample_images()
+    images = folder_images(args.images) if args.images else sample_photos()
     if not images:
-        raise CommandFailed(f"no images (jpg, png, gif, webp, bmp, tiff) under {args.images}")
+        suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
+        raise CommandFailed(f"no images ({suffixes}) under {args.images}")
     where = settings.opensearch_url or settings.embedded_index_path
     print(f"starting the local stack (index: {where}) …", flush=True)
     config = StackConfig(
@@ -101,7 +106,7 @@ def _running(stack: LocalStack) -> discovery.RunningStack:
     return discovery.RunningStack(url=stack.url, cloud=stack.cloud, settings=stack.settings)
 
 
-def _upload_and_wait(stack: LocalStack, images: dict[str, Path]) -> None:
+def _upload_and_wait(stack: LocalStack, images: Mapping[str, Traversable]) -> None:
     """Two progress bars: uploads (paced by ingestion) and the images the worker has settled.
 
     The page works meanwhile; a message that keeps failing ends in the dead-letter queue and leaves
@@ -212,7 +217,8 @@ def _backfill(
 
 
 def _configure_search(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("image", type=Path, help="the query image (JPEG, PNG, WebP or GIF)")
+    formats = ", ".join(image_format.pillow for image_format in FORMATS)
+    parser.add_argument("image", type=Path, help=f"the query image ({formats})")
     parser.add_argument("-k", type=int, default=10, help="how many results (1-100)")
     parser.add_argument("--label", help="only images with this label")
     parser.add_argument(
@@ -222,8 +228,6 @@ def _configure_search(parser: argparse.ArgumentParser) -> None:
 
 
 def _search(args: argparse.Namespace) -> int:
-    import mimetypes
-
     import requests
 
     try:
@@ -232,7 +236,7 @@ def _search(args: argparse.Namespace) -> int:
         raise CommandFailed(f"cannot read {args.image}: {error.strerror}") from error
     api = (args.api or _local_api()).rstrip("/")
     params: dict[str, str | int] = {"k": args.k} | ({"label": args.label} if args.label else {})
-    content_type = mimetypes.guess_type(args.image.name)[0] or "application/octet-stream"
+    content_type = media_type_for(args.image.name) or "application/octet-stream"  # the API reads the bytes
     headers = {"Content-Type": content_type} | ({"x-api-key": args.api_key} if args.api_key else {})
     try:
         response = requests.post(

@@ -13,12 +13,12 @@ indexed (``unchanged``), so it costs a HEAD and an index read per image, no infe
 from __future__ import annotations
 
 import hashlib
-import mimetypes
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,13 +26,12 @@ from localmode import api_gateway, worker
 from localmode.cloud import VISIBILITY_TIMEOUT_S, LocalCloud, moto_server, provision
 from localmode.harness import deployed
 from localmode.static_site import with_static_site
+from simsearch.formats import is_image_name, media_type_for
 from simsearch.settings import Settings
 
 if TYPE_CHECKING:
     from localmode.harness import Settled
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
-SAMPLE_SUFFIXES = frozenset({".jpg", ".png"})  # the packages' other files are data, not photographs
 UPLOAD_THREADS = 8
 UPLOAD_CHUNK = 50
 MAX_BACKLOG = 100
@@ -127,38 +126,18 @@ def started(config: StackConfig) -> Iterator[LocalStack]:
         yield LocalStack(url=server.url, cloud=cloud, settings=settings, progress=progress)
 
 
-def sample_images() -> dict[str, Path]:
-    """The photographs shipped inside scikit-image and scikit-learn: a demo that needs no download.
-
-    Keys are ``<package>/<file>``, so each image's label (its first key segment) names its source.
-    """
-    import skimage.data
-    import sklearn.datasets
-
-    sources = {
-        "scikit-image": Path(skimage.data.__file__).parent,
-        "scikit-learn": Path(sklearn.datasets.__file__).parent / "images",
-    }
-    return {
-        f"{label}/{path.name}": path
-        for label, folder in sources.items()
-        for path in sorted(folder.iterdir())
-        if path.suffix.lower() in SAMPLE_SUFFIXES
-    }
-
-
 def folder_images(folder: Path) -> dict[str, Path]:
     """Every image file under ``folder`` by its relative path: ``<label>/<file>`` layouts give labels."""
     return {
         path.relative_to(folder).as_posix(): path
         for path in sorted(folder.rglob("*"))
-        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
+        if path.is_file() and is_image_name(path.name)
     }
 
 
 def upload(
     cloud: LocalCloud,
-    images: Mapping[str, Path],
+    images: Mapping[str, Traversable],
     *,
     on_upload: Callable[[str], None] | None = None,
     paced_by: IngestProgress | None = None,
@@ -172,9 +151,9 @@ def upload(
     items = list(images.items())
     already = paced_by.settled if paced_by else 0
 
-    def put(item: tuple[str, Path]) -> str:
+    def put(item: tuple[str, Traversable]) -> str:
         key, path = item
-        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        content_type = media_type_for(path.name) or "application/octet-stream"
         s3.put_object(Bucket=cloud.bucket, Key=key, Body=path.read_bytes(), ContentType=content_type)
         return key
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import struct
 import zlib
-from importlib.resources import files
 from typing import Any
 
 import numpy as np
@@ -28,11 +27,6 @@ SVG = (
     b'<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64">'
     b'<rect width="64" height="64" fill="red"/></svg>\n'
 )
-
-
-def sample_jpeg(name: str) -> bytes:
-    """The bytes of one of scikit-learn's sample photographs: ``"china.jpg"`` or ``"flower.jpg"``."""
-    return (files("sklearn.datasets.images") / name).read_bytes()
 
 
 def encode(image: Image.Image, image_format: str, **params: Any) -> bytes:

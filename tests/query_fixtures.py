@@ -26,13 +26,14 @@ from PIL import Image, ImageDraw
 
 from localmode.cloud import LocalCloud
 from localmode.harness import Deployment, deployed, local_settings
+from model.images import photograph
 from simsearch.embedder import OnnxEmbedder
 from simsearch.ids import image_id_for
 from simsearch.index import Document, ImageMetadata
 from simsearch.index.opensearch import OpenSearchIndex
 from simsearch.preprocess import ImageLimits, decode_image
 from simsearch.settings import Settings
-from tests.image_factories import encode, sample_jpeg
+from tests.image_factories import encode
 
 BUCKET = "images"
 LIMITS = ImageLimits(max_bytes=20 * 1024 * 1024, max_pixels=50_000_000)
@@ -72,8 +73,8 @@ def pictures() -> dict[str, bytes]:
     """The six originals, encoded as an upload would deliver them."""
     y, x = np.indices((360, 480))
     return {
-        "china": sample_jpeg("china.jpg"),
-        "flower": sample_jpeg("flower.jpg"),
+        "china": photograph("china.jpg"),
+        "flower": photograph("flower.jpg"),
         "rings": _rings(),
         "checker": _two_tone((x // 40 + y // 40) % 2 == 1, (20, 20, 20), (230, 230, 230)),
         "stripes": _two_tone((x + y) // 24 % 2 == 1, (30, 90, 200), (250, 200, 40)),

@@ -19,10 +19,10 @@ from PIL import Image, ImageOps
 
 from model.architectures import EFFICIENTNET_LITE0, MOBILENET_V2
 from model.build import build, checkpoint_source, model_id, synthetic_source
+from model.images import photograph
 from simsearch.embedder import OnnxEmbedder
 from simsearch.manifest import ModelManifest
 from simsearch.preprocess import to_tensor
-from tests.image_factories import sample_jpeg
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +31,7 @@ DAISY, PALACE = 985, 698  # ImageNet class indices
 
 
 def photo(name: str) -> Image.Image:
-    return Image.open(io.BytesIO(sample_jpeg(name))).convert("RGB")
+    return Image.open(io.BytesIO(photograph(name))).convert("RGB")
 
 
 def test_efficientnet_lite0_features_classify_the_sample_photos_with_its_own_head(tmp_path: Path) -> None:

@@ -12,8 +12,9 @@ import pytest
 
 from localmode.cloud import notification_configuration
 from localmode.harness import s3_records_in, sqs_event
-from localmode.stack import folder_images, index_path_for, sample_images
+from localmode.stack import folder_images, index_path_for
 from localmode.static_site import WEB_ROOT, with_static_site
+from model.images import sample_photos
 from simsearch.delivery import NOTIFIED_EVENTS
 from simsearch.labels import label_for
 
@@ -76,7 +77,7 @@ def test_the_bucket_notifies_one_queue_configuration_per_event() -> None:
 
 
 def test_the_sample_photographs_ship_with_installed_packages() -> None:
-    images = sample_images()
+    images = sample_photos()
     assert "scikit-learn/china.jpg" in images
     assert len(images) >= 20
     assert all(path.is_file() for path in images.values())
