@@ -42,6 +42,11 @@ def block_jpeg(seed: int, *, blocks: tuple[int, int], size: tuple[int, int]) -> 
     return encode(Image.fromarray(colours).resize(size, Image.Resampling.NEAREST), "JPEG", quality=90)
 
 
+def photo(seed: int, *, size: tuple[int, int] = (96, 72)) -> bytes:
+    """A JPEG of coloured blocks, different for every seed (so every vector differs): an upload."""
+    return block_jpeg(seed, blocks=(6, 8), size=size)
+
+
 def two_halves(width: int, height: int, *, left: Colour, right: Colour) -> Image.Image:
     """An RGB image whose left half is ``left`` and right half is ``right``: shows every rotation."""
     pixels = np.empty((height, width, 3), dtype=np.uint8)

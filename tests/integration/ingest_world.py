@@ -17,14 +17,8 @@ from localmode.harness import BATCH_SIZE, UploadsQueue
 from simsearch.errors import NotFoundError
 from simsearch.ids import image_id_for
 from simsearch.index.port import Document, FailureLog, FailureRecord, VectorIndex
-from tests.image_factories import block_jpeg
 
 BUCKET = "images"
-
-
-def photo(seed: int, *, size: tuple[int, int] = (96, 72)) -> bytes:
-    """A JPEG of coloured blocks, different for every seed (so every vector differs)."""
-    return block_jpeg(seed, blocks=(6, 8), size=size)
 
 
 @dataclass

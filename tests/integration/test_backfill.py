@@ -10,7 +10,8 @@ from simsearch.backfill import BackfillSummary, backfill, main
 from simsearch.ingestion import IngestionService, KeyOutcome
 from simsearch.settings import Settings
 from simsearch.storage import S3ImageStore
-from tests.integration.ingest_world import IndexView, Uploads, photo
+from tests.image_factories import photo
+from tests.integration.ingest_world import IndexView, Uploads
 
 CATS = [f"zoo/cats/{n}.jpg" for n in range(7)]
 DOGS = [f"zoo/dogs/{n}.jpg" for n in range(5)]

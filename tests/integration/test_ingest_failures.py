@@ -19,17 +19,9 @@ from model.images import photograph
 from simsearch.settings import Settings
 from tests.factories import sqs_event, sqs_record
 from tests.faultproxy import FaultProxy
-from tests.image_factories import SVG, animated_gif, encode, heif_like, png_declaring
+from tests.image_factories import SVG, animated_gif, encode, heif_like, photo, png_declaring
 from tests.integration.conftest import Invoke
-from tests.integration.ingest_world import (
-    IndexView,
-    Uploads,
-    emitted_metrics,
-    failed_ids,
-    message_ids,
-    only,
-    photo,
-)
+from tests.integration.ingest_world import IndexView, Uploads, emitted_metrics, failed_ids, message_ids, only
 
 GOOD = object()  # marks an upload that must be indexed
 
