@@ -17,6 +17,7 @@ import numpy.typing as npt
 from PIL import Image
 
 from simsearch.manifest import ModelManifest
+from simsearch.preprocess import ImageLimits, decode_image
 
 Colour = tuple[int, int, int]
 
@@ -45,6 +46,15 @@ def block_jpeg(seed: int, *, blocks: tuple[int, int], size: tuple[int, int]) -> 
 def photo(seed: int, *, size: tuple[int, int] = (96, 72)) -> bytes:
     """A JPEG of coloured blocks, different for every seed (so every vector differs): an upload."""
     return block_jpeg(seed, blocks=(6, 8), size=size)
+
+
+def reframed(data: bytes, *, keep: float, scale: float, quality: int) -> bytes:
+    """What a re-upload often is: the centre ``keep`` of the photo, rescaled by ``scale``, re-compressed."""
+    image = decode_image(data, limits=ImageLimits.deployed()).rgb
+    dx, dy = int(image.width * (1 - keep) / 2), int(image.height * (1 - keep) / 2)
+    cropped = image.crop((dx, dy, image.width - dx, image.height - dy))
+    size = (int(cropped.width * scale), int(cropped.height * scale))
+    return encode(cropped.resize(size, Image.Resampling.LANCZOS), "JPEG", quality=quality)
 
 
 def two_halves(width: int, height: int, *, left: Colour, right: Colour) -> Image.Image:

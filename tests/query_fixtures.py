@@ -33,20 +33,11 @@ from simsearch.index import Document, ImageMetadata
 from simsearch.index.opensearch import OpenSearchIndex
 from simsearch.preprocess import ImageLimits, decode_image
 from simsearch.settings import Settings
-from tests.image_factories import encode
+from tests.image_factories import encode, reframed
 
 BUCKET = "images"
 LIMITS = ImageLimits(max_bytes=20 * 1024 * 1024, max_pixels=50_000_000)
 PICTURES = ("china", "flower", "rings", "checker", "stripes", "blobs")
-
-
-def reframed(data: bytes, *, keep: float, scale: float, quality: int) -> bytes:
-    """A re-upload: the centre ``keep`` of the picture, rescaled by ``scale``, saved as a JPEG."""
-    image = decode_image(data, limits=LIMITS).rgb
-    dx, dy = int(image.width * (1 - keep) / 2), int(image.height * (1 - keep) / 2)
-    cropped = image.crop((dx, dy, image.width - dx, image.height - dy))
-    size = (int(cropped.width * scale), int(cropped.height * scale))
-    return encode(cropped.resize(size, Image.Resampling.LANCZOS), "JPEG", quality=quality)
 
 
 def _rings() -> bytes:

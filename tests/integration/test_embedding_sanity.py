@@ -14,12 +14,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from model.images import photograph
 from simsearch.embedder import OnnxEmbedder
-from simsearch.preprocess import ImageLimits, decode_image
-from tests.image_factories import encode
+from simsearch.preprocess import ImageLimits
+from tests.image_factories import reframed
 
 pytestmark = pytest.mark.slow
 
@@ -33,15 +32,6 @@ GOLDEN: dict[str, Any] = json.loads(
 @pytest.fixture(scope="session")
 def mobilenet(model_dir: Path) -> OnnxEmbedder:
     return OnnxEmbedder.load(model_dir, threads=2)
-
-
-def reframed(data: bytes, *, keep: float, scale: float, quality: int) -> bytes:
-    """What a re-upload often is: the centre ``keep`` of the photo, rescaled by ``scale``, re-compressed."""
-    image = decode_image(data, limits=LIMITS).rgb
-    dx, dy = int(image.width * (1 - keep) / 2), int(image.height * (1 - keep) / 2)
-    cropped = image.crop((dx, dy, image.width - dx, image.height - dy))
-    size = (int(cropped.width * scale), int(cropped.height * scale))
-    return encode(cropped.resize(size, Image.Resampling.LANCZOS), "JPEG", quality=quality)
 
 
 def test_jpeg_bytes_embed_as_torchvision_embeds_the_decoded_photos(mobilenet: OnnxEmbedder) -> None:
