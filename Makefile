@@ -53,11 +53,11 @@ bench-local: deps model  ## IMAGES=folder (default ../shared/datasets/celebrity-
 test: deps lint opensearch model browser
 	$(PY) -m pytest
 
-test-unit: deps model
-	$(PY) -m pytest -m "not integration and not infra and not e2e"
+test-unit: deps  ## tests/unit: the core on fakes and tiny models; no JDK, moto server or model download
+	$(PY) -m pytest tests/unit
 
-test-integration: deps opensearch model
-	$(PY) -m pytest -m integration
+test-integration: deps opensearch model  ## tests/integration: the real parts (OpenSearch node, moto, pretrained weights)
+	$(PY) -m pytest tests/integration
 
 test-infra: deps model
 	$(PY) -m pytest -m infra

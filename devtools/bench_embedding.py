@@ -34,6 +34,7 @@ from PIL import Image
 
 from devtools import benchkit
 from devtools.benchkit import LIMITS
+from simsearch.bootstrap import inference_threads
 from simsearch.embedder import OnnxEmbedder
 from simsearch.preprocess import Tensor, decode_image, to_tensor
 
@@ -121,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not benchkit.model_is_built(args.model_dir):
         return 1
 
-    threads = benchkit.local_ort_threads(args.threads)
+    threads = inference_threads(args.threads)
     started = time.perf_counter()
     embedder = OnnxEmbedder.load(args.model_dir, threads=threads)
     load_seconds = time.perf_counter() - started

@@ -1,9 +1,9 @@
 """``python -m devtools.bench_ingest``: images per second through the ingest handler, against embedding alone.
 
-One run, one process, one machine: moto S3 and SQS in process (S3 notifications produced by moto, in
-SQS batches of 10 as the event source delivers them), the real model, and each index backend (the
-OpenSearch node of ``devtools.opensearch_node`` or ``OPENSEARCH_URL``, and the embedded index).
-Measured, interleaved per repeat so drift hits every row alike:
+One run, one process, one machine: the handler deployed by ``localmode.harness`` on moto S3 and SQS
+(S3 notifications produced by moto, in SQS batches of 10 as the event source delivers them), the real
+model, and each index backend (the OpenSearch node of ``devtools.opensearch_node`` or
+``OPENSEARCH_URL``, and the embedded index). Measured, interleaved per repeat so drift hits every row alike:
 
 - handler, new images: ``handlers.ingest.handler`` on fresh uploads (HEAD, GET, decode, one inference
   per batch, bulk upsert, the check after writing);
@@ -31,7 +31,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 import numpy as np
 import onnxruntime
 from opensearchpy import OpenSearch
@@ -39,14 +38,13 @@ from PIL import Image
 
 from devtools import benchkit
 from devtools.benchkit import LIMITS, elapsed_seconds
+from localmode.harness import BATCH_SIZE, Deployment, deployed, local_settings
+from simsearch.bootstrap import inference_threads
 from simsearch.embedder import OnnxEmbedder
 from simsearch.preprocess import decode_image, to_tensor
-from simsearch.settings import Settings
 
 DEFAULT_OUT = Path("build/bench/ingest.json")
-BUCKET = "images"
-REGION = "us-east-1"
-BATCH = 10  # the ingest event source's batch size
+BATCH = BATCH_SIZE  # the ingest event source's batch size
 PHOTO_SIZE = (640, 480)
 
 
@@ -82,89 +80,34 @@ def photos(count: int, *, seed: int = 0) -> list[bytes]:
 
 
 class Stage:
-    """The moto bucket, its queue, and the handler deployed with one backend's settings."""
+    """One backend's deployment: the ingest handler, its moto bucket and queue, and its cold start."""
 
-    def __init__(self, settings: Settings) -> None:
-        from handlers.ingest import handler, service  # after the environment is quiet (see ``main``)
-
-        self._handler = handler
-        self.s3 = boto3.client("s3", region_name=REGION)
-        self.sqs = boto3.client("sqs", region_name=REGION)
-        self.queue_url = self.sqs.create_queue(QueueName=f"uploads-{uuid.uuid4().hex[:8]}")["QueueUrl"]
-        arn = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])
-        with contextlib.suppress(self.s3.exceptions.BucketAlreadyOwnedByYou):
-            self.s3.create_bucket(Bucket=BUCKET)
-        self.s3.put_bucket_notification_configuration(
-            Bucket=BUCKET,
-            NotificationConfiguration={
-                "QueueConfigurations": [
-                    {"QueueArn": arn["Attributes"]["QueueArn"], "Events": ["s3:ObjectCreated:*"]}
-                ]
-            },
-        )
-        os.environ.update(settings.to_env())
-        service.cache_clear()
-        self.cold_start_s = elapsed_seconds(service)  # model load, warm-up, index ensure: a cold start's cost
-        self.drain()  # the test event
+    def __init__(self, deployment: Deployment) -> None:
+        self._deployment = deployment
+        self.cold_start_s = deployment.cold_start("ingest")  # model load, warm-up, index ensure
+        deployment.queue.drain()  # the test event
 
     def upload(self, prefix: str, images: Sequence[bytes]) -> list[dict[str, Any]]:
         """Put ``images`` under ``prefix``; returns the Lambda events their notifications make."""
         for n, data in enumerate(images):
-            self.s3.put_object(
-                Bucket=BUCKET, Key=f"{prefix}/{n:05d}.jpg", Body=data, ContentType="image/jpeg"
-            )
-        messages = self.drain()
-        return [_sqs_event(messages[start : start + BATCH]) for start in range(0, len(messages), BATCH)]
-
-    def drain(self) -> list[dict[str, Any]]:
-        received: list[dict[str, Any]] = []
-        while batch := self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get(
-            "Messages"
-        ):
-            entries = [{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(batch)]
-            self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
-            received += batch
-        return received
+            self._deployment.upload(f"{prefix}/{n:05d}.jpg", data, ContentType="image/jpeg")
+        messages = self._deployment.queue.drain()
+        return [
+            self._deployment.queue.event(messages[start : start + BATCH])
+            for start in range(0, len(messages), BATCH)
+        ]
 
     def invoke(self, events: Sequence[dict[str, Any]]) -> None:
         for event in events:
-            with contextlib.redirect_stdout(io.StringIO()):  # Powertools prints its metric lines here
-                response = self._handler(event, _Context())
+            response = self._deployment.invoke_ingest(event)
             if response["batchItemFailures"]:
                 raise RuntimeError(f"the handler asked for redelivery: {response}")
 
 
-@dataclass(frozen=True)
-class _Context:
-    function_name: str = "ingest"
-    memory_limit_in_mb: int = 2048
-    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:123456789012:function:ingest"
-    aws_request_id: str = "bench"
-
-
-def _sqs_event(messages: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "Records": [
-            {
-                "messageId": message["MessageId"],
-                "receiptHandle": message["ReceiptHandle"],
-                "body": message["Body"],
-                "attributes": {"ApproximateReceiveCount": "1"},
-                "messageAttributes": {},
-                "md5OfBody": message["MD5OfBody"],
-                "eventSource": "aws:sqs",
-                "eventSourceARN": f"arn:aws:sqs:{REGION}:123456789012:uploads",
-                "awsRegion": REGION,
-            }
-            for message in messages
-        ]
-    }
-
-
 def measure(
-    backend: str, settings: Settings, embedder: OnnxEmbedder, images: Sequence[bytes], *, repeats: int
+    backend: str, deployment: Deployment, embedder: OnnxEmbedder, images: Sequence[bytes], *, repeats: int
 ) -> Row:
-    stage = Stage(settings)
+    stage = Stage(deployment)
     stage.invoke(stage.upload("warm-up", images[:BATCH]))
     batches = [images[start : start + BATCH] for start in range(0, len(images), BATCH)]
     tensors = [
@@ -207,20 +150,6 @@ def table(rows: Sequence[Row]) -> str:
     return "\n".join([header, *lines])
 
 
-def quiet_aws_environment() -> None:
-    """Fake credentials for moto, and Powertools' per-image log lines off the console."""
-    os.environ.update(
-        {
-            "AWS_ACCESS_KEY_ID": "bench",
-            "AWS_SECRET_ACCESS_KEY": "bench",
-            "AWS_SESSION_TOKEN": "bench",
-            "AWS_DEFAULT_REGION": REGION,
-            "POWERTOOLS_LOG_LEVEL": "WARNING",
-        }
-    )
-    os.environ.pop("AWS_PROFILE", None)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m devtools.bench_ingest", description=__doc__.splitlines()[0]
@@ -237,28 +166,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not benchkit.model_is_built(args.model_dir):
         return 1
 
-    from moto import mock_aws  # a development dependency: only this command needs it
-
-    quiet_aws_environment()
-    threads = benchkit.local_ort_threads(args.threads)
+    threads = inference_threads(args.threads)
     embedder = OnnxEmbedder.load(args.model_dir, threads=threads)
     images = photos(args.images)
     rows = []
-    with tempfile.TemporaryDirectory() as scratch, mock_aws(), contextlib.ExitStack() as stack:
+    with tempfile.TemporaryDirectory() as scratch, contextlib.ExitStack() as nodes:
         for backend in args.backends:
-            url = stack.enter_context(benchkit.opensearch_url()) if backend == "opensearch" else ""
-            settings = Settings(
+            url = nodes.enter_context(benchkit.opensearch_url()) if backend == "opensearch" else ""
+            settings = local_settings(
                 model_dir=args.model_dir,
-                images_bucket=BUCKET,
+                index_path=Path(scratch) / "index.sqlite",
                 opensearch_url=url,
-                opensearch_auth="none",
-                embedded_index_path=Path(scratch) / "index.sqlite",
                 index_prefix=f"bench-{uuid.uuid4().hex[:8]}",
-                engine="lucene",  # the local node has no faiss libraries
-                aws_region=REGION,
                 ort_threads=threads,
             )
-            rows.append(measure(backend, settings, embedder, images, repeats=args.repeats))
+            with deployed(settings, quiet=True) as deployment:
+                rows.append(measure(backend, deployment, embedder, images, repeats=args.repeats))
             if url:  # an OPENSEARCH_URL node outlives the run: leave it as we found it
                 OpenSearch(hosts=[url]).indices.delete(index=f"{settings.index_prefix}-*")
             print(table(rows[-1:]).splitlines()[-1], file=sys.stderr)

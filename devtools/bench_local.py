@@ -26,7 +26,9 @@ from typing import Any
 import requests
 
 from devtools import benchkit
-from localmode.stack import StackConfig, folder_images, local_settings, started, upload
+from localmode.harness import local_settings
+from localmode.stack import StackConfig, folder_images, started, upload
+from simsearch.bootstrap import inference_threads
 from simsearch.embedder import OnnxEmbedder
 from simsearch.errors import SimsearchError
 from simsearch.preprocess import ImageLimits, decode_image
@@ -56,7 +58,7 @@ def measure(images: Path, *, model_dir: Path, queries: int) -> dict[str, Any]:
     paths = list(catalogue.values())
     with tempfile.TemporaryDirectory(prefix="bench-local-") as work:
         settings = local_settings(model_dir=model_dir.resolve(), index_path=Path(work) / "index.sqlite")
-        embedder = OnnxEmbedder.load(settings.model_dir, threads=benchkit.local_ort_threads(0))
+        embedder = OnnxEmbedder.load(settings.model_dir, threads=inference_threads(0))
         limits = ImageLimits.of(settings)
         baseline_s = embed_only(embedder, paths, limits)
         ingest_s, documents, search_ms = _through_the_stack(settings, catalogue, queries=queries)

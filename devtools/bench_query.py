@@ -5,9 +5,9 @@ In one process and one run, interleaved so both see the same machine load:
 - embed only: ``decode_image`` + ``OnnxEmbedder.embed`` of an inline ~100 KB JPEG (the baseline);
 - index only: ``VectorIndex.search`` with a precomputed vector (k=10), on the local OpenSearch node;
 - presigning: the ten presigned GET URLs a response carries (``S3ImageStore.presigned_get``);
-- handler: ``handlers.query.handler`` with the API Gateway event of ``POST /search`` carrying the same
-  JPEG as a raw body (base64, as API Gateway delivers it): routing, decoding, embedding, the k-NN
-  query, ten presigned URLs and the JSON response.
+- handler: ``handlers.query.handler``, deployed by ``localmode.harness``, with the API Gateway event
+  of ``POST /search`` carrying the same JPEG as a raw body (base64, as API Gateway delivers it):
+  routing, decoding, embedding, the k-NN query, ten presigned URLs and the JSON response.
 
 Goal: handler p50 ≤ embed-only p50 + 20 ms. The node (``OPENSEARCH_URL``, else one started here) holds
 ``--documents`` random unit vectors; S3 is moto in-process (presigning is local computation anyway).
@@ -30,17 +30,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from moto import mock_aws
 from PIL import Image
 
 from devtools import benchkit
-from localmode.api_gateway import LambdaHandler, LocalContext, proxy_event
+from localmode.harness import Deployment, deployed, local_settings
+from simsearch import bootstrap
+from simsearch.bootstrap import inference_threads
 from simsearch.embedder import OnnxEmbedder
 from simsearch.ids import image_id_for
 from simsearch.index import Document, ImageMetadata
 from simsearch.index.opensearch import OpenSearchIndex, client_for
 from simsearch.preprocess import ImageLimits, decode_image
-from simsearch.settings import Settings
 
 DEFAULT_OUT = Path("build/bench/query.json")
 TARGET_BYTES = 100 * 1024
@@ -95,20 +95,17 @@ def row(path: str, seconds: Sequence[float]) -> Row:
 
 
 def run(*, model_dir: Path, documents: int, repeats: int, url: str) -> dict[str, Any]:
-    settings = Settings(
-        model_dir=model_dir,
-        images_bucket=BUCKET,
-        opensearch_url=url,
-        opensearch_auth="none",
-        engine="lucene",  # the local node's k-NN plugin has no faiss libraries
-        index_prefix=f"bench-{uuid.uuid4().hex[:8]}",
+    settings = local_settings(
+        model_dir=model_dir, opensearch_url=url, index_prefix=f"bench-{uuid.uuid4().hex[:8]}"
     )
-    os.environ.update(settings.to_env())
-    from handlers import query  # reads the settings above on first use
+    with deployed(settings, quiet=True) as deployment:
+        deployment.cold_start("query")  # load the model now, not in the first timed request
+        return _measure(deployment, documents=documents, repeats=repeats)
 
-    query.service()  # load the model now, not in the first timed request
-    handler: LambdaHandler = query.handler
-    threads = benchkit.local_ort_threads(settings.ort_threads)  # as the handler
+
+def _measure(deployment: Deployment, *, documents: int, repeats: int) -> dict[str, Any]:
+    settings, model_dir = deployment.settings, deployment.settings.model_dir
+    threads = inference_threads(settings.ort_threads)  # as the handler
     embedder = OnnxEmbedder.load(model_dir, threads=threads)
     index = OpenSearchIndex.connect(settings, model_id=embedder.model_id, dim=embedder.dim, refresh=True)
     concrete = index.ensure()
@@ -117,17 +114,12 @@ def run(*, model_dir: Path, documents: int, repeats: int, url: str) -> dict[str,
         data = query_jpeg()
         limits = ImageLimits.of(settings)
         vector = embedder.embed([decode_image(data, limits=limits).rgb])[0]
-        images = query.image_store(settings)
+        images = bootstrap.image_store(settings, config=bootstrap.QUERY_S3)
 
         def handle() -> None:
-            event = proxy_event(
-                method="POST",
-                target="/search",
-                headers=[("Content-Type", "image/jpeg")],
-                body=data,
-                source_ip="127.0.0.1",
+            response = deployment.invoke_api(
+                "POST", "/search", body=data, headers={"Content-Type": "image/jpeg"}
             )
-            response = handler(event, LocalContext(aws_request_id="bench"))
             if response["statusCode"] != 200:
                 raise RuntimeError(f"/search answered {response['statusCode']}: {response['body']}")
 
@@ -138,7 +130,9 @@ def run(*, model_dir: Path, documents: int, repeats: int, url: str) -> dict[str,
                 ),
                 "index only (k-NN query, k=10)": lambda: index.search(vector, k=10),
                 "presigned GET URLs x10": lambda: [
-                    images.presigned_get(BUCKET, f"bench/{i}.jpg", ttl_seconds=settings.presign_ttl_seconds)
+                    images.presigned_get(
+                        settings.images_bucket, f"bench/{i}.jpg", ttl_seconds=settings.presign_ttl_seconds
+                    )
                     for i in range(10)
                 ],
                 "handler POST /search (inline JPEG)": handle,
@@ -192,7 +186,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     with ExitStack() as stack:
         url = stack.enter_context(benchkit.opensearch_url())
-        stack.enter_context(mock_aws())
         report = run(model_dir=args.model_dir, documents=args.documents, repeats=args.repeats, url=url)
     print(f"model {report['model_id']}, {report['image_bytes']} byte JPEG, {report['documents']} documents")
     print(table(report))

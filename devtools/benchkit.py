@@ -12,12 +12,11 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
 
-from simsearch.embedder import ort_threads
+from model.images import SKLEARN_PHOTOS, photograph
 from simsearch.preprocess import ImageLimits
 
 MODEL_DIR = Path("build/models/mobilenet_v2")  # the Makefile's MODEL_DIR
@@ -33,14 +32,9 @@ def model_is_built(model_dir: Path) -> bool:
     return False
 
 
-def local_ort_threads(requested: int) -> int:
-    """ONNX Runtime threads as the handlers choose them off Lambda: ``requested``, or 0 for every core."""
-    return ort_threads(requested, lambda_memory_mb=None, cpu_count=os.cpu_count())
-
-
 def sample_photos() -> list[bytes]:
-    """scikit-learn's two 640x427 sample JPEGs (china, flower): real photographs, with nothing to download."""
-    return [(files("sklearn.datasets.images") / name).read_bytes() for name in ("china.jpg", "flower.jpg")]
+    """scikit-learn's two 640x427 sample JPEGs (``model.images.SKLEARN_PHOTOS``): nothing to download."""
+    return [photograph(name) for name in SKLEARN_PHOTOS]
 
 
 def elapsed_seconds(work: Callable[[], object]) -> float:

@@ -23,7 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model-dir", type=Path, default=DEFAULT_MODEL_DIR, help="model.onnx + manifest.json"
     )
-    parser.add_argument("--variant", default="baseline", help="the name this run has in the report")
+    parser.add_argument(
+        "--variant", help="the name this run has in the report (default: its whitening, e.g. 'no whitening')"
+    )
     parser.add_argument(
         "--opensearch-url",
         default="",

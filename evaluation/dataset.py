@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from simsearch.errors import SimsearchError
-
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
+from simsearch.formats import is_image_name
 
 
 class DatasetError(SimsearchError):
@@ -60,7 +59,7 @@ def duplicate_counts(indexed: Sequence[Item]) -> Counter[str]:
 
 
 def _is_image(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+    return path.is_file() and is_image_name(path.name) and not path.name.startswith(".")
 
 
 def _item(path: Path) -> Item:

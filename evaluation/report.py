@@ -78,11 +78,12 @@ class Summary:
         return cls(**raw)
 
 
-def summarise(result: RunResult, *, variant: str) -> Summary:
+def summarise(result: RunResult, *, variant: str | None = None) -> Summary:
+    """The run's numbers; ``variant`` names it in reports, by default for what it is (its whitening)."""
     records, indexed = result.records, result.split.indexed
     return Summary(
         dataset=str(result.config.dataset),
-        variant=variant,
+        variant=variant or _kind(result),
         model_id=result.manifest.model_id,
         backend=result.backend,
         index=result.index,
@@ -110,6 +111,12 @@ def _split_sha256(result: RunResult) -> str:
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
+def _kind(result: RunResult) -> str:
+    """What tells runs of one model apart: ``no whitening``, ``learned-whitening``, ``pca-whitening``."""
+    projection = result.manifest.projection
+    return "no whitening" if projection == "none" else projection
+
+
 def _whitening(result: RunResult) -> str:
     manifest = result.manifest
     if manifest.projection == "none":
@@ -121,7 +128,9 @@ def _whitening(result: RunResult) -> str:
     )
 
 
-def write_report(result: RunResult, out: Path, *, variant: str, baseline: Summary | None = None) -> Summary:
+def write_report(
+    result: RunResult, out: Path, *, variant: str | None = None, baseline: Summary | None = None
+) -> Summary:
     """Write ``report.md``, ``metrics.json`` and the plots into ``out``; returns the numbers.
 
     ``baseline`` (another run's numbers, on the same split) is shown above this run in the tables.
@@ -143,7 +152,10 @@ def metrics_table(summary: Summary, *, baseline: Summary | None = None) -> str:
         "|---|---|---:|---:|---:|---:|---:|---:|"
     )
     paper = f"| paper | {PAPER.model} | {PAPER.queries} | – | – | {PAPER.hit_at_10:.3f} | – | – |"
-    rows = [row for run in (baseline, summary) if run is not None for row in _rows(run)]
+    rows = _rows(summary, name=f"ours ({summary.variant})")
+    if baseline is not None:
+        same = baseline.variant == summary.variant  # e.g. two runs that differ in nothing but their index
+        rows = _rows(baseline, name=f"{'baseline' if same else 'ours'} ({baseline.variant})") + rows
     return "\n".join([header, *([paper] if _is_the_papers(summary) else []), *rows])
 
 
@@ -152,10 +164,10 @@ def _is_the_papers(summary: Summary) -> bool:
     return Path(summary.dataset).name == PAPER.dataset
 
 
-def _rows(run: Summary) -> list[str]:
+def _rows(run: Summary, *, name: str) -> list[str]:
     return [
-        _row(f"ours ({run.variant})", run.model_id, run.with_duplicates),
-        _row(f"ours ({run.variant}), duplicates excluded", run.model_id, run.duplicates_excluded),
+        _row(name, run.model_id, run.with_duplicates),
+        _row(f"{name}, duplicates excluded", run.model_id, run.duplicates_excluded),
     ]
 
 

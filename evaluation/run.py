@@ -1,46 +1,38 @@
 """Drive the real paths: index the split's images through the ingest handler, query through the query handler.
 
-Everything AWS would do in between is played by moto in this process: images are put into a bucket
-whose notifications go to a queue, the queue's messages reach ``handlers.ingest.handler`` in Lambda
-batches of ten, and each query is a ``POST /search`` API Gateway event for ``handlers.query.handler``.
+Everything AWS would do in between is played in this process by ``localmode.harness.deployed``: images
+are put into a moto bucket whose notifications go to a queue wired as the CDK app wires it, the queue's
+messages reach ``handlers.ingest.handler`` in Lambda batches, and each query is a ``POST /search``
+API Gateway event for ``handlers.query.handler``.
 The vectors land in the embedded index (a fresh SQLite file in the work folder) or, with
 ``opensearch_url``, in OpenSearch under a prefix of their own, removed at the end.
 
 With ``whitening``, the run first fits it on the indexed 80 % (their base-model vectors and folder
 labels, never a query's) and appends it to the model (``model.projection``); both handlers then run the
 whitened model, as a deployment of it would.
-
-The handlers build their composition root from ``SIMSEARCH_*`` variables once per process (``@cache``);
-the run sets the variables, clears those caches before and after, and restores the environment.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import os
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
-from types import ModuleType
 from typing import Any, Literal
-from unittest import mock
 
-import boto3
 import numpy as np
 import numpy.typing as npt
-from moto import mock_aws
 
 from evaluation.dataset import DatasetError, Item, duplicate_counts, scan
 from evaluation.metrics import K, QueryRecord, Retrieved, ann_recall
 from evaluation.split import DEFAULT_QUERY_FRACTION, DEFAULT_SEED, Split, stratified_split
 from evaluation.vectors import embed_items
-from localmode.api_gateway import LocalContext, proxy_event
-from localmode.worker import discard_unpublished_metrics, lambda_sqs_event
+from localmode.harness import Deployment, deployed, local_settings
 from model.projection import WhiteningSettings, whitened_model
+from simsearch.delivery import MAX_RECEIVES
 from simsearch.embedder import OnnxEmbedder
 from simsearch.errors import SimsearchError
 from simsearch.ids import image_id_for
@@ -50,16 +42,8 @@ from simsearch.preprocess import ImageLimits
 from simsearch.settings import Engine, Settings
 
 BUCKET = "eval-images"
-QUEUE = "eval-uploads"
-LAMBDA_BATCH = 10  # what the SQS event source hands the ingest function at most
-DELIVERIES = 3  # the queue's maxReceiveCount: a message still failing then would go to the DLQ
+UPLOAD_CHUNK = 10  # images uploaded before their notifications are ingested: one Lambda batch
 INLINE_LIMIT = 4 * 1024 * 1024  # larger queries are uploaded and searched by s3_key, as clients must
-
-_QUIET_POWERTOOLS = {
-    "POWERTOOLS_LOG_LEVEL": "WARNING",  # one line per image would drown the report
-    "POWERTOOLS_METRICS_DISABLED": "true",
-    "POWERTOOLS_TRACE_DISABLED": "true",
-}
 
 
 class EvalError(SimsearchError):
@@ -125,13 +109,14 @@ def run(config: RunConfig, *, progress: Callable[[str], None] = lambda _: None) 
     manifest = ModelManifest.load(model_dir)
     settings = _settings(config, model_dir)
     progress(f"{len(split.indexed)} images to index, {len(split.queries)} queries, model {manifest.model_id}")
-    with _handlers(settings) as (ingest, query):
-        timing = _ingest(ingest.handler, split.indexed, settings=settings)
+    with deployed(settings, quiet=True) as deployment:  # one log line per image would drown the report
+        timing = _ingest(deployment, split.indexed)
         progress(f"indexed {timing.images} images in {timing.handler_seconds:.1f} s of handler time")
         index = connect_index(settings, model_id=manifest.model_id, dim=manifest.embedding_dim)
         try:
-            records = _queries(query.handler, split, settings=settings, index=index)
+            records = _queries(deployment, split, index=index)
         finally:
+            index.close()
             _drop_opensearch_indexes(settings)
     return RunResult(
         config=config,
@@ -165,98 +150,41 @@ def _settings(config: RunConfig, model_dir: Path) -> Settings:
     for stale in (index_file, index_file.with_suffix(".sqlite-wal"), index_file.with_suffix(".sqlite-shm")):
         stale.unlink(missing_ok=True)  # every run starts from an empty index
     config.work_dir.mkdir(parents=True, exist_ok=True)
-    return Settings(
+    settings = local_settings(
         model_dir=model_dir,
-        images_bucket=BUCKET,
+        index_path=index_file,
         opensearch_url=config.opensearch_url,
-        opensearch_auth="none",
-        engine=config.engine,
-        embedded_index_path=index_file,
+        bucket=BUCKET,
         # a prefix per run: a run never reads another's vectors, and cleaning up cannot touch real indexes
         index_prefix=f"eval-{uuid.uuid4().hex[:8]}" if config.opensearch_url else "eval",
         ort_threads=config.threads,
     )
+    return replace(settings, engine=config.engine)
 
 
-@contextmanager
-def _handlers(settings: Settings) -> Iterator[tuple[ModuleType, ModuleType]]:
-    """The ingest and query handler modules, configured by ``settings``, inside moto's AWS."""
-    environment = {**settings.to_env(), **_QUIET_POWERTOOLS, "AWS_DEFAULT_REGION": settings.aws_region}
-    with mock_aws(), mock.patch.dict(os.environ, environment):
-        # imported here: Powertools reads its log level when a handler module creates its Logger
-        from handlers import ingest, query
+def _ingest(deployment: Deployment, items: Sequence[Item]) -> IngestTiming:
+    """Upload ``items``; the bucket notifies the queue; its messages reach the ingest handler in batches.
 
-        ingest.service.cache_clear()
-        query.service.cache_clear()
-        try:
-            yield ingest, query
-        finally:
-            ingest.service.cache_clear()
-            query.service.cache_clear()
-
-
-def _ingest(handler: Callable[..., Any], items: Sequence[Item], *, settings: Settings) -> IngestTiming:
-    """Upload ``items``; the bucket notifies the queue; its messages reach ``handler`` in Lambda batches.
-
-    Uploads go in chunks of one batch, each consumed before the next, as a function subscribed to the
+    Uploads go in chunks of one batch, each ingested before the next, as a function subscribed to the
     queue keeps up with a client; it also keeps moto's queue short (its receives scan the whole queue).
     """
-    s3 = boto3.client("s3", region_name=settings.aws_region)
-    sqs = boto3.client("sqs", region_name=settings.aws_region)
-    queue_url = _bucket_notifying_queue(s3, sqs)
-    attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]
-    queue_arn = attributes["QueueArn"]
     started, handler_seconds = time.perf_counter(), 0.0
-    for start in range(0, len(items), LAMBDA_BATCH):
-        for item in items[start : start + LAMBDA_BATCH]:
-            s3.put_object(Bucket=BUCKET, Key=item.key, Body=item.path.read_bytes())
-        pending = _drain(sqs, queue_url)
-        for _ in range(DELIVERIES):
-            if not pending:
-                break
-            began = time.perf_counter()
-            context = LocalContext(aws_request_id=str(uuid.uuid4()))
-            event = lambda_sqs_event(pending, queue_arn=queue_arn, region=settings.aws_region)
-            response = handler(event, context)
-            handler_seconds += time.perf_counter() - began
-            discard_unpublished_metrics()
-            failed = {failure["itemIdentifier"] for failure in response["batchItemFailures"]}
-            pending = [message for message in pending if message["MessageId"] in failed]
-        if pending:
-            raise EvalError(f"{len(pending)} upload notifications still failed after {DELIVERIES} deliveries")
+    for start in range(0, len(items), UPLOAD_CHUNK):
+        for item in items[start : start + UPLOAD_CHUNK]:
+            deployment.upload(item.key, item.path.read_bytes())
+        drained = deployment.ingest_pending()
+        handler_seconds += drained.handler_seconds
+        if drained.dead_lettered:
+            raise EvalError(
+                f"{drained.dead_lettered} upload notifications still failed after {MAX_RECEIVES} receives"
+            )
     wall_seconds = time.perf_counter() - started
     return IngestTiming(images=len(items), handler_seconds=handler_seconds, wall_seconds=wall_seconds)
 
 
-def _bucket_notifying_queue(s3: Any, sqs: Any) -> str:
-    """The bucket and queue as ``infra/ingestion.py`` wires them: every object creation is announced."""
-    s3.create_bucket(Bucket=BUCKET)
-    queue_url = str(sqs.create_queue(QueueName=QUEUE)["QueueUrl"])
-    arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    s3.put_bucket_notification_configuration(
-        Bucket=BUCKET,
-        NotificationConfiguration={
-            "QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}]
-        },
-    )
-    _drain(sqs, queue_url)  # S3 announces the configuration with a test event first
-    return queue_url
-
-
-def _drain(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
-    """Every waiting message, oldest first, deleted from the queue (Lambda deletes what it processed)."""
-    received: list[dict[str, Any]] = []
-    while batch := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
-        entries = [{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(batch)]
-        sqs.delete_message_batch(QueueUrl=queue_url, Entries=entries)
-        received += batch
-    return [message for message in received if "s3:TestEvent" not in message["Body"]]
-
-
-def _queries(
-    handler: Callable[..., Any], split: Split, *, settings: Settings, index: Any
-) -> list[QueryRecord]:
+def _queries(deployment: Deployment, split: Split, *, index: Any) -> list[QueryRecord]:
     """Each query image through ``POST /search``; exact search over the stored vectors gives ANN recall."""
+    settings = deployment.settings
     _refresh_opensearch(settings, index.name)
     rows = {item.key: row for row, item in enumerate(split.indexed)}
     corpus = _stored_vectors(index, split.indexed)
@@ -270,9 +198,10 @@ def _queries(
     for query in split.queries:
         data = query.path.read_bytes()
         k = K + copies[query.sha256]  # room to drop the query's own copies and still score ten
+        body = json.dumps(_search_payload(deployment, data)).encode()
         began = time.perf_counter()
-        answer = handler(
-            _search_event(data, k=k, settings=settings), LocalContext(aws_request_id=str(uuid.uuid4()))
+        answer = deployment.invoke_api(
+            "POST", f"/search?k={k}", body=body, headers={"Content-Type": "application/json"}
         )
         latency_ms = (time.perf_counter() - began) * 1000
         results = _results(answer, query=query, by_key=by_key)
@@ -282,21 +211,13 @@ def _queries(
     return records
 
 
-def _search_event(data: bytes, *, k: int, settings: Settings) -> dict[str, Any]:
-    """``POST /search?k=..`` with the image inline, or by ``s3_key`` once uploaded when it is too large."""
+def _search_payload(deployment: Deployment, data: bytes) -> dict[str, Any]:
+    """The image inline, or by ``s3_key`` once uploaded when it is too large to send inline."""
     if len(data) <= INLINE_LIMIT:
-        payload: dict[str, Any] = {"image": base64.b64encode(data).decode()}
-    else:
-        key = f"{settings.query_upload_prefix}eval-{uuid.uuid4().hex}"
-        boto3.client("s3", region_name=settings.aws_region).put_object(Bucket=BUCKET, Key=key, Body=data)
-        payload = {"s3_key": key}
-    return proxy_event(
-        method="POST",
-        target=f"/search?k={k}",
-        headers=[("Content-Type", "application/json")],
-        body=json.dumps(payload).encode(),
-        source_ip="127.0.0.1",
-    )
+        return {"image": base64.b64encode(data).decode()}
+    key = f"{deployment.settings.query_upload_prefix}eval-{uuid.uuid4().hex}"
+    deployment.upload(key, data)
+    return {"s3_key": key}
 
 
 def _results(answer: Mapping[str, Any], *, query: Item, by_key: Mapping[str, Item]) -> tuple[Retrieved, ...]:

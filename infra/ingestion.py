@@ -20,9 +20,9 @@ from infra.governance import acknowledge
 from infra.image_store import ImageStore
 from infra.network import Network
 from infra.packaging import INGEST_HANDLER
+from simsearch.delivery import MAX_RECEIVES, NOTIFIED_EVENTS
 from simsearch.settings import Settings
 
-MAX_RECEIVES = 5  # AWS's advice for Lambda consumers: throttled receives count too
 BATCHING_WINDOW = Duration.seconds(5)
 
 
@@ -65,8 +65,8 @@ class Ingestion(Construct):
             ),
             dead_letter_queue=sqs.DeadLetterQueue(queue=self.dead_letters, max_receive_count=MAX_RECEIVES),
         )
-        for event in (s3.EventType.OBJECT_CREATED, s3.EventType.OBJECT_REMOVED):
-            props.store.bucket.add_event_notification(event, _NotifiedQueue(uploads))
+        for event in NOTIFIED_EVENTS:
+            props.store.bucket.add_event_notification(s3.EventType[event], _NotifiedQueue(uploads))
         self._acknowledge_notifications_handler()
         self.function = python_function(
             self,

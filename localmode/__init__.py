@@ -1,1 +1,3 @@
-"""Run the system on one machine: the query API behind a local server that speaks API Gateway's events."""
+"""Run the system on one machine, as deployed: ``harness`` configures and feeds the real handlers in one
+process (what the evaluation, the benchmarks and the tests use too); ``stack`` adds moto's server, the
+queue worker, the API Gateway stand-in and the web page; ``cli`` is the ``imgsearch`` command."""

@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fnmatch import fnmatch
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -41,18 +41,33 @@ LambdaHandler = Callable[[dict[str, Any], Any], Mapping[str, Any]]
 
 @dataclass(frozen=True, kw_only=True)
 class LocalContext:
-    """The Lambda context attributes that handlers and Powertools read."""
+    """The Lambda context attributes that handlers and Powertools read, of ``simsearch-<function>-local``.
 
-    aws_request_id: str
-    function_name: str = "simsearch-query-local"
+    One per invocation: ``aws_request_id`` is fresh unless given. The defaults are the query function's
+    (``localmode.harness.ingest_context`` gives the ingest function's).
+    """
+
+    function: str = "query"
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     function_version: str = "$LATEST"
-    invoked_function_arn: str = "arn:aws:lambda:local:000000000000:function:simsearch-query-local"
     memory_limit_in_mb: int = 3008
-    log_group_name: str = "/aws/lambda/simsearch-query-local"
     log_stream_name: str = "local"
+    timeout_ms: int = 30_000  # API Gateway's integration timeout
+
+    @property
+    def function_name(self) -> str:
+        return f"simsearch-{self.function}-local"
+
+    @property
+    def invoked_function_arn(self) -> str:
+        return f"arn:aws:lambda:local:000000000000:function:{self.function_name}"
+
+    @property
+    def log_group_name(self) -> str:
+        return f"/aws/lambda/{self.function_name}"
 
     def get_remaining_time_in_millis(self) -> int:
-        return 30_000  # API Gateway's integration timeout
+        return self.timeout_ms
 
 
 def proxy_event(
@@ -131,7 +146,7 @@ class ApiGatewayServer(ThreadingHTTPServer):
 
     def invoke(self, event: dict[str, Any]) -> Mapping[str, Any]:
         """Call the handler; a crash becomes API Gateway's own answer to a failed integration."""
-        context = LocalContext(aws_request_id=str(uuid.uuid4()))
+        context = LocalContext()
         with self._one_at_a_time:
             try:
                 return self._handler(event, context)

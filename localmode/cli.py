@@ -17,7 +17,7 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,8 +27,11 @@ from infra import preflight
 from localmode import discovery
 from model import whiten
 from simsearch.errors import SimsearchError
+from simsearch.formats import FORMATS, IMAGE_SUFFIXES, media_type_for
 
 if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+
     from localmode.stack import LocalStack
     from simsearch.settings import Settings
 
@@ -69,14 +72,9 @@ def _configure_serve(parser: argparse.ArgumentParser) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from localmode.stack import (
-        StackConfig,
-        folder_images,
-        index_path_for,
-        local_settings,
-        sample_images,
-        started,
-    )
+    from localmode.harness import local_settings
+    from localmode.stack import StackConfig, folder_images, index_path_for, started
+    from model.images import sample_photos
 
     if args.images is not None and not args.images.is_dir():
         raise CommandFailed(f"--images {args.images} is not a folder")
@@ -85,9 +83,10 @@ def _serve(args: argparse.Namespace) -> int:
         index_path=(args.index_path or index_path_for(args.images)).resolve(),
         opensearch_url=os.environ.get("OPENSEARCH_URL", ""),
     )
-    images = folder_images(args.images) if args.images else sample_images()
+    images = folder_images(args.images) if args.images else sample_photos()
     if not images:
-        raise CommandFailed(f"no images (jpg, png, gif, webp, bmp, tiff) under {args.images}")
+        suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
+        raise CommandFailed(f"no images ({suffixes}) under {args.images}")
     where = settings.opensearch_url or settings.embedded_index_path
     print(f"starting the local stack (index: {where}) …", flush=True)
     config = StackConfig(
@@ -108,7 +107,7 @@ def _running(stack: LocalStack) -> discovery.RunningStack:
     return discovery.RunningStack(url=stack.url, cloud=stack.cloud, settings=stack.settings)
 
 
-def _upload_and_wait(stack: LocalStack, images: dict[str, Path]) -> None:
+def _upload_and_wait(stack: LocalStack, images: Mapping[str, Traversable]) -> None:
     """Two progress bars: uploads (paced by ingestion) and the images the worker has settled.
 
     The page works meanwhile; a message that keeps failing ends in the dead-letter queue and leaves
@@ -190,33 +189,28 @@ def _upload_folder(running: discovery.RunningStack, folder: Path, *, prefix: str
 def _backfill(
     settings: Settings, s3: Any, *, bucket: str, prefix: str, batch_size: int, as_json: bool
 ) -> int:
+    from contextlib import closing
+
     from tqdm import tqdm
 
+    from simsearch import bootstrap
     from simsearch.backfill import backfill
-    from simsearch.embedder import ort_threads
-    from simsearch.ingestion import connect_ingestion
     from simsearch.storage import S3ImageStore
 
-    threads = ort_threads(settings.ort_threads, lambda_memory_mb=None, cpu_count=os.cpu_count())
-    service = connect_ingestion(settings, s3_client=s3, threads=threads)
-    with tqdm(unit="image", desc=f"index s3://{bucket}/{prefix}", file=sys.stderr) as bar:
+    images = S3ImageStore(s3)
+    with (
+        closing(bootstrap.ingestion(settings, images=images)) as service,
+        tqdm(unit="image", desc=f"index s3://{bucket}/{prefix}", file=sys.stderr) as bar,
+    ):
         summary = backfill(
             service,
-            S3ImageStore(s3),
+            images,
             bucket=bucket,
             prefix=prefix,
             batch_size=batch_size,
             on_batch=lambda outcomes: bar.update(len(outcomes)),
         )
-    problems = [
-        {"key": p.key, "kind": p.kind, "reason": p.reason, "detail": p.detail} for p in summary.problems
-    ]
-    if as_json:
-        print(json.dumps({"counts": dict(summary.counts), "problems": problems}, indent=2))
-    else:
-        print(", ".join(f"{n} {kind}" for kind, n in sorted(summary.counts.items())) or "no objects")
-        for problem in problems:
-            print(f"  {problem['kind']} {problem['key']}: {problem['reason']} {problem['detail']}")
+    print(json.dumps(summary.to_json(), indent=2) if as_json else summary.report())
     return 0 if not summary.problems else 1
 
 
@@ -224,7 +218,8 @@ def _backfill(
 
 
 def _configure_search(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("image", type=Path, help="the query image (JPEG, PNG, WebP or GIF)")
+    formats = ", ".join(image_format.pillow for image_format in FORMATS)
+    parser.add_argument("image", type=Path, help=f"the query image ({formats})")
     parser.add_argument("-k", type=int, default=10, help="how many results (1-100)")
     parser.add_argument("--label", help="only images with this label")
     parser.add_argument(
@@ -234,8 +229,6 @@ def _configure_search(parser: argparse.ArgumentParser) -> None:
 
 
 def _search(args: argparse.Namespace) -> int:
-    import mimetypes
-
     import requests
 
     try:
@@ -244,7 +237,7 @@ def _search(args: argparse.Namespace) -> int:
         raise CommandFailed(f"cannot read {args.image}: {error.strerror}") from error
     api = (args.api or _local_api()).rstrip("/")
     params: dict[str, str | int] = {"k": args.k} | ({"label": args.label} if args.label else {})
-    content_type = mimetypes.guess_type(args.image.name)[0] or "application/octet-stream"
+    content_type = media_type_for(args.image.name) or "application/octet-stream"  # the API reads the bytes
     headers = {"Content-Type": content_type} | ({"x-api-key": args.api_key} if args.api_key else {})
     try:
         response = requests.post(

@@ -1,11 +1,11 @@
-"""The AWS side of ``infra/ingestion.py`` on 127.0.0.1: moto's server with the bucket, queues, notification.
+"""The AWS side of ``infra/ingestion.py`` on this machine: moto's bucket, queues and notification.
 
 The resources are configured as the CDK app configures them, so uploads reach the ingest handler the
 way they do in AWS: the bucket notifies the uploads queue of every created and removed object (one
 queue configuration per event type, as CDK writes them), and the queue hands a message that keeps
-failing to a dead-letter queue after ``MAX_RECEIVES`` receives. ``tests/infra`` checks that the
-synthesized template and ``notification_configuration`` name the same events, and that the redrive
-count matches, since the CDK constructs cannot be shared with a process that must not import CDK.
+failing to a dead-letter queue after ``MAX_RECEIVES`` receives. Both values come from
+``simsearch.delivery``, which the CDK app reads too; ``tests/infra`` checks the synthesized template
+against ``notification_configuration``, since the constructs themselves need jsii.
 
 The visibility timeout is the one intended difference: AWS waits six function timeouts before a
 retried message comes back; locally a retry comes back after ``VISIBILITY_TIMEOUT_S``.
@@ -23,11 +23,7 @@ from typing import Any
 
 import boto3
 
-NOTIFIED_EVENTS = ("s3:ObjectCreated:*", "s3:ObjectRemoved:*")
-"""``s3.EventType.OBJECT_CREATED`` and ``OBJECT_REMOVED``, the events ``infra/ingestion.py`` subscribes."""
-
-MAX_RECEIVES = 5
-"""``infra.ingestion.MAX_RECEIVES``: receives before a message moves to the dead-letter queue."""
+from simsearch.delivery import MAX_RECEIVES, NOTIFIED_EVENTS
 
 VISIBILITY_TIMEOUT_S = 30
 UPLOADS_QUEUE = "uploads"
@@ -42,12 +38,16 @@ CREDENTIALS = {  # moto accepts any; these keep boto3 from looking for (and find
 
 def notification_configuration(queue_arn: str) -> dict[str, Any]:
     """The bucket's ``NotificationConfiguration``: what CDK's ``add_event_notification`` calls produce."""
-    return {"QueueConfigurations": [{"QueueArn": queue_arn, "Events": [event]} for event in NOTIFIED_EVENTS]}
+    events = NOTIFIED_EVENTS.values()
+    return {"QueueConfigurations": [{"QueueArn": queue_arn, "Events": [event]} for event in events]}
 
 
 @dataclass(frozen=True, kw_only=True)
 class LocalCloud:
-    """The moto endpoint and the resources on it; ``env`` is what a boto3 client needs to reach them."""
+    """The moto endpoint and the resources on it; ``env`` is what a boto3 client needs to reach them.
+
+    An empty ``endpoint`` is moto in this process (``mock_aws()``), which boto3 reaches without one.
+    """
 
     endpoint: str
     region: str
@@ -59,13 +59,14 @@ class LocalCloud:
     @property
     def env(self) -> dict[str, str]:
         """Credentials, region and ``AWS_ENDPOINT_URL``, which every boto3 client created after honours."""
-        return {**CREDENTIALS, "AWS_DEFAULT_REGION": self.region, "AWS_ENDPOINT_URL": self.endpoint}
+        endpoint = {"AWS_ENDPOINT_URL": self.endpoint} if self.endpoint else {}
+        return {**CREDENTIALS, "AWS_DEFAULT_REGION": self.region, **endpoint}
 
     def client(self, service: str) -> Any:
         """A boto3 client for ``service`` on this endpoint, whatever the process environment says."""
         return boto3.client(
             service,
-            endpoint_url=self.endpoint,
+            endpoint_url=self.endpoint or None,
             region_name=self.region,
             aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
             aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
@@ -96,7 +97,10 @@ def moto_server(*, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
 
 
 def provision(endpoint: str, *, bucket: str, region: str) -> LocalCloud:
-    """Create the bucket, the queues and the notification on ``endpoint``, as the CDK app does in AWS."""
+    """Create the bucket, the queues and the notification on ``endpoint``, as the CDK app does in AWS.
+
+    ``endpoint`` empty: in this process, where moto's ``mock_aws()`` must be active.
+    """
     unconfigured = LocalCloud(
         endpoint=endpoint, region=region, bucket=bucket, queue_url="", queue_arn="", dead_letters_url=""
     )

@@ -1,10 +1,9 @@
 """The whole system on one machine: moto's S3 and SQS, the ingest worker, the query API and the web page.
 
-Everything runs the code that runs in AWS: the handlers read ``Settings`` from the environment that
-``Settings.to_env()`` writes (as the CDK app configures the functions), their boto3 clients reach the
-moto server through ``AWS_ENDPOINT_URL``, uploads notify the queue as ``infra/ingestion.py`` sets it
-up, ``QueueWorker`` feeds the ingest handler as Lambda's event source does, and ``ApiGatewayServer``
-feeds the query handler as API Gateway does.
+Everything runs the code that runs in AWS: ``localmode.harness.deployed`` configures the handlers as
+the CDK app configures the functions and points their boto3 clients at the moto server, uploads notify
+the queue as ``infra/ingestion.py`` sets it up, ``QueueWorker`` feeds the ingest handler as Lambda's
+event source does, and ``ApiGatewayServer`` feeds the query handler as API Gateway does.
 
 moto keeps the bucket in memory, while the index persists (the embedded index in a file, or
 ``OPENSEARCH_URL``): a second run uploads the same files again, and ingestion finds each ETag already
@@ -14,38 +13,31 @@ indexed (``unchanged``), so it costs a HEAD and an index read per image, no infe
 from __future__ import annotations
 
 import hashlib
-import mimetypes
-import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from localmode import api_gateway, worker
 from localmode.cloud import VISIBILITY_TIMEOUT_S, LocalCloud, moto_server, provision
+from localmode.harness import deployed
 from localmode.static_site import with_static_site
+from simsearch.formats import is_image_name, media_type_for
 from simsearch.settings import Settings
 
 if TYPE_CHECKING:
-    from localmode.worker import Settled
+    from localmode.harness import Settled
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
-SAMPLE_SUFFIXES = frozenset({".jpg", ".png"})  # the packages' other files are data, not photographs
 UPLOAD_THREADS = 8
 UPLOAD_CHUNK = 50
 MAX_BACKLOG = 100
 """How far uploads may run ahead of ingestion; moto's receive takes 0.1 s with 100 waiting messages
 and 2.7 s with 1,800 (measured here), so a folder uploaded at once would crawl through the queue."""
 CACHE_DIR = Path(".cache/localmode")
-
-QUIET_POWERTOOLS = {  # local runs print progress, not a JSON log line and an EMF blob per image
-    "POWERTOOLS_LOG_LEVEL": "WARNING",
-    "POWERTOOLS_METRICS_DISABLED": "true",
-    "POWERTOOLS_TRACE_DISABLED": "true",
-}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,21 +49,6 @@ class StackConfig:
     api_port: int = 8000
     s3_port: int = 8001
     verbose: bool = False
-
-
-def local_settings(
-    *, model_dir: Path, index_path: Path, opensearch_url: str = "", bucket: str = "images"
-) -> Settings:
-    """Production defaults, except: no request signing for a local OpenSearch, and lucene, which
-    every OpenSearch build has (faiss needs native libraries a developer's node may lack)."""
-    return Settings(
-        model_dir=model_dir,
-        images_bucket=bucket,
-        opensearch_url=opensearch_url,
-        embedded_index_path=index_path,
-        opensearch_auth="none",
-        engine="lucene",
-    )
 
 
 def index_path_for(images: Path | None, *, cache_dir: Path = CACHE_DIR) -> Path:
@@ -135,16 +112,10 @@ def started(config: StackConfig) -> Iterator[LocalStack]:
         endpoint = stack.enter_context(moto_server(host=config.host, port=config.s3_port))
         settings = config.settings
         cloud = provision(endpoint, bucket=settings.images_bucket, region=settings.aws_region)
-        quiet = {} if config.verbose else QUIET_POWERTOOLS
-        stack.enter_context(environment({**quiet, **cloud.env, **settings.to_env()}))
-        settings.embedded_index_path.parent.mkdir(parents=True, exist_ok=True)
-        from handlers import ingest, query  # after the environment: Powertools reads it at import
+        deployment = stack.enter_context(deployed(settings, cloud=cloud, quiet=not config.verbose))
+        deployment.cold_start("ingest")  # loads the model and creates the index: /health answers at once
+        from handlers import ingest, query
 
-        stack.callback(ingest.service.cache_clear)
-        stack.callback(query.service.cache_clear)
-        ingest.service.cache_clear()
-        query.service.cache_clear()
-        ingest.service()  # loads the model and creates the index, so /health answers from the start
         progress = IngestProgress()
         stack.enter_context(
             worker.running(worker.QueueWorker(cloud, ingest.handler, on_settled=progress.record))
@@ -155,53 +126,18 @@ def started(config: StackConfig) -> Iterator[LocalStack]:
         yield LocalStack(url=server.url, cloud=cloud, settings=settings, progress=progress)
 
 
-@contextmanager
-def environment(values: Mapping[str, str]) -> Iterator[None]:
-    """Set ``values`` in ``os.environ`` for the block (Lambda's function environment), then restore it."""
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-def sample_images() -> dict[str, Path]:
-    """The photographs shipped inside scikit-image and scikit-learn: a demo that needs no download.
-
-    Keys are ``<package>/<file>``, so each image's label (its first key segment) names its source.
-    """
-    import skimage.data
-    import sklearn.datasets
-
-    sources = {
-        "scikit-image": Path(skimage.data.__file__).parent,
-        "scikit-learn": Path(sklearn.datasets.__file__).parent / "images",
-    }
-    return {
-        f"{label}/{path.name}": path
-        for label, folder in sources.items()
-        for path in sorted(folder.iterdir())
-        if path.suffix.lower() in SAMPLE_SUFFIXES
-    }
-
-
 def folder_images(folder: Path) -> dict[str, Path]:
     """Every image file under ``folder`` by its relative path: ``<label>/<file>`` layouts give labels."""
     return {
         path.relative_to(folder).as_posix(): path
         for path in sorted(folder.rglob("*"))
-        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
+        if path.is_file() and is_image_name(path.name)
     }
 
 
 def upload(
     cloud: LocalCloud,
-    images: Mapping[str, Path],
+    images: Mapping[str, Traversable],
     *,
     on_upload: Callable[[str], None] | None = None,
     paced_by: IngestProgress | None = None,
@@ -215,9 +151,9 @@ def upload(
     items = list(images.items())
     already = paced_by.settled if paced_by else 0
 
-    def put(item: tuple[str, Path]) -> str:
+    def put(item: tuple[str, Traversable]) -> str:
         key, path = item
-        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        content_type = media_type_for(path.name) or "application/octet-stream"
         s3.put_object(Bucket=cloud.bucket, Key=key, Body=path.read_bytes(), ContentType=content_type)
         return key
 

@@ -1,4 +1,5 @@
-"""Real photographs that ship inside installed packages: INT8 calibration and fidelity checks, offline.
+"""Real photographs that ship inside installed packages, so nothing needs a download: the one source of
+sample photos for the demo's corpus, INT8 calibration and fidelity checks, the benchmarks and the tests.
 
 scikit-image ships a few dozen images in its wheel (``skimage/data``; the others it can fetch are never
 used here) and scikit-learn ships two (``china.jpg``, ``flower.jpg``). Every third scikit-image image and
@@ -21,27 +22,37 @@ from simsearch.preprocess import to_tensor
 
 Split = Literal["calibration", "evaluation"]
 
-_IMAGE_SUFFIXES = (".png", ".jpg")
+_PHOTO_SUFFIXES = (".png", ".jpg")  # the packages' other files are data, not photographs
+SKLEARN_PHOTOS = ("china.jpg", "flower.jpg")
 
 
-def _skimage_files() -> list[Traversable]:
-    folder = files("skimage") / "data"
-    return sorted(
-        (item for item in folder.iterdir() if item.name.endswith(_IMAGE_SUFFIXES)), key=lambda i: i.name
-    )
+def sample_photos() -> dict[str, Traversable]:
+    """Every sample photograph by ``<package>/<file>``, in name order; the first key segment labels it."""
+    folders = {
+        "scikit-image": files("skimage") / "data",
+        "scikit-learn": files("sklearn") / "datasets" / "images",
+    }
+    return {
+        f"{label}/{item.name}": item
+        for label, folder in folders.items()
+        for item in sorted(folder.iterdir(), key=lambda item: item.name)
+        if item.name.lower().endswith(_PHOTO_SUFFIXES)
+    }
 
 
-def _sklearn_files() -> list[Traversable]:
-    folder = files("sklearn") / "datasets" / "images"
-    return [folder / "china.jpg", folder / "flower.jpg"]
+def photograph(name: str) -> bytes:
+    """The bytes of one of scikit-learn's 640x427 photographs: ``"china.jpg"`` or ``"flower.jpg"``."""
+    return (files("sklearn") / "datasets" / "images" / name).read_bytes()
 
 
 def sample_files(split: Split) -> list[Traversable]:
     """The image files of one split, in a fixed order (calibration must not depend on directory order)."""
-    skimage_files = _skimage_files()
+    photos = sample_photos()
+    skimage_files = [item for key, item in photos.items() if key.startswith("scikit-image/")]
     if split == "calibration":
         return [item for index, item in enumerate(skimage_files) if index % 3 != 2]
-    return [item for index, item in enumerate(skimage_files) if index % 3 == 2] + _sklearn_files()
+    held_out = [item for index, item in enumerate(skimage_files) if index % 3 == 2]
+    return held_out + [photos[f"scikit-learn/{name}"] for name in SKLEARN_PHOTOS]
 
 
 def sample_tensors(manifest: ModelManifest, split: Split) -> Iterator[npt.NDArray[np.float32]]:

@@ -14,7 +14,6 @@ deploy it (``-c model_dir=...``) and re-index the bucket (``imgsearch ingest s3:
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -28,7 +27,8 @@ import numpy as np
 import numpy.typing as npt
 
 from model.projection import DEFAULTS, Method, WhiteningSettings, whitened_model
-from simsearch.embedder import OnnxEmbedder, ort_threads
+from simsearch.bootstrap import inference_threads
+from simsearch.embedder import OnnxEmbedder
 from simsearch.errors import ImageTooLargeError, InvalidImageError, InvalidRequestError, SimsearchError
 from simsearch.labels import label_for
 from simsearch.manifest import ModelManifest
@@ -126,8 +126,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         base = ModelManifest.load(args.model_dir)
-        threads = ort_threads(args.threads, lambda_memory_mb=None, cpu_count=os.cpu_count())
-        embedder = OnnxEmbedder.load(args.model_dir, threads=threads)
+        embedder = OnnxEmbedder.load(args.model_dir, threads=inference_threads(args.threads))
         with tqdm(unit="image", desc=f"embedding {args.source} with {base.model_id}", file=sys.stderr) as bar:
             embedded = embed_corpus(
                 embedder, _corpus(args.source), limits=ImageLimits.deployed(), on_batch=bar.update

@@ -1,10 +1,11 @@
-"""Events and contexts as AWS hands them to our handlers, for tests that call ``handler(event, context)``.
+"""S3 notifications as S3 writes them, in SQS events as Lambda delivers them, written by hand.
 
 The shapes follow the AWS documentation ("Event message structure" for S3, "Using Lambda with Amazon
 SQS" for the SQS event); keys in S3 notifications arrive URL-encoded (``"a b.jpg"`` -> ``"a+b.jpg"``).
-Most ingestion tests take their S3 notifications from moto instead (``sqs_event_from_messages``), so
-the decoding is tested on what a real producer writes; these builders cover what moto does not send
-(sequencers, ``DeleteMarkerCreated``).
+Most ingestion tests take their S3 notifications from moto instead (``tests.integration.ingest_world``),
+so the decoding is tested on what a real producer writes; these builders cover what moto does not send
+(sequencers, ``DeleteMarkerCreated``). The SQS event itself is ``localmode.harness.sqs_event``'s, the
+one the local event source sends.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote_plus
+
+from localmode import harness
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -82,47 +84,22 @@ def s3_test_event(bucket: str = "images") -> dict[str, Any]:
 def sqs_record(body: Mapping[str, Any] | str, *, message_id: str | None = None) -> dict[str, Any]:
     """One record of a Lambda SQS event; a mapping ``body`` is serialised as S3 would."""
     text = body if isinstance(body, str) else json.dumps(body)
-    return {
-        "messageId": message_id or str(uuid.uuid4()),
-        "receiptHandle": f"AQEB{uuid.uuid4().hex}",
-        "body": text,
-        "attributes": {
+    received = {
+        "MessageId": message_id or str(uuid.uuid4()),
+        "ReceiptHandle": f"AQEB{uuid.uuid4().hex}",
+        "Body": text,
+        "Attributes": {
             "ApproximateReceiveCount": "1",
             "SentTimestamp": "1735787045678",
             "SenderId": "AIDAIENQZJOLO23YVJ4VO",
             "ApproximateFirstReceiveTimestamp": "1735787045679",
         },
-        "messageAttributes": {},
-        "md5OfBody": hashlib.md5(text.encode()).hexdigest(),  # SQS's own checksum of the body
-        "eventSource": "aws:sqs",
-        "eventSourceARN": QUEUE_ARN,
-        "awsRegion": REGION,
+        "MD5OfBody": hashlib.md5(text.encode()).hexdigest(),  # SQS's own checksum of the body
     }
+    [record] = harness.sqs_event([received], queue_arn=QUEUE_ARN, region=REGION)["Records"]
+    return record
 
 
 def sqs_event(*records: Mapping[str, Any]) -> dict[str, Any]:
     """A Lambda SQS event of ``sqs_record``s."""
     return {"Records": list(records)}
-
-
-def sqs_event_from_messages(messages: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """The Lambda event for messages received with boto3 ``receive_message`` (moto or real SQS)."""
-    return sqs_event(*(sqs_record(message["Body"], message_id=message["MessageId"]) for message in messages))
-
-
-@dataclass(frozen=True)
-class FakeLambdaContext:
-    """The attributes of ``LambdaContext`` that Powertools reads."""
-
-    function_name: str = "ingest"
-    memory_limit_in_mb: int = 2048
-    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:ingest"
-    aws_request_id: str = "52fdfc07-2182-154f-163f-5f0f9a621d72"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 60_000
-
-
-def lambda_context(**overrides: Any) -> Any:
-    """A context for ``handler(event, lambda_context())``; typed ``Any`` like the real one at the edge."""
-    return FakeLambdaContext(**overrides)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import struct
 import zlib
-from importlib.resources import files
 from typing import Any
 
 import numpy as np
@@ -18,6 +17,7 @@ import numpy.typing as npt
 from PIL import Image
 
 from simsearch.manifest import ModelManifest
+from simsearch.preprocess import ImageLimits, decode_image
 
 Colour = tuple[int, int, int]
 
@@ -28,11 +28,6 @@ SVG = (
     b'<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64">'
     b'<rect width="64" height="64" fill="red"/></svg>\n'
 )
-
-
-def sample_jpeg(name: str) -> bytes:
-    """The bytes of one of scikit-learn's sample photographs: ``"china.jpg"`` or ``"flower.jpg"``."""
-    return (files("sklearn.datasets.images") / name).read_bytes()
 
 
 def encode(image: Image.Image, image_format: str, **params: Any) -> bytes:
@@ -46,6 +41,20 @@ def block_jpeg(seed: int, *, blocks: tuple[int, int], size: tuple[int, int]) -> 
     """A JPEG of seeded random colours in ``blocks`` (rows, columns) stretched to ``size``; seeds differ."""
     colours = np.random.default_rng(seed).integers(0, 256, size=(*blocks, 3), dtype=np.uint8)
     return encode(Image.fromarray(colours).resize(size, Image.Resampling.NEAREST), "JPEG", quality=90)
+
+
+def photo(seed: int, *, size: tuple[int, int] = (96, 72)) -> bytes:
+    """A JPEG of coloured blocks, different for every seed (so every vector differs): an upload."""
+    return block_jpeg(seed, blocks=(6, 8), size=size)
+
+
+def reframed(data: bytes, *, keep: float, scale: float, quality: int) -> bytes:
+    """What a re-upload often is: the centre ``keep`` of the photo, rescaled by ``scale``, re-compressed."""
+    image = decode_image(data, limits=ImageLimits.deployed()).rgb
+    dx, dy = int(image.width * (1 - keep) / 2), int(image.height * (1 - keep) / 2)
+    cropped = image.crop((dx, dy, image.width - dx, image.height - dy))
+    size = (int(cropped.width * scale), int(cropped.height * scale))
+    return encode(cropped.resize(size, Image.Resampling.LANCZOS), "JPEG", quality=quality)
 
 
 def two_halves(width: int, height: int, *, left: Colour, right: Colour) -> Image.Image:

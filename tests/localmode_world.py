@@ -11,8 +11,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from localmode.stack import LocalStack, StackConfig, folder_images, local_settings, started, upload
-from tests.query_fixtures import pictures, reframed
+from localmode.harness import local_settings
+from localmode.stack import LocalStack, StackConfig, folder_images, started, upload
+from tests.image_factories import reframed
+from tests.query_fixtures import pictures
 
 LABELS = {"china": "photos", "flower": "photos"}  # the drawn patterns get "patterns"
 INGEST_TIMEOUT_S = 120

@@ -4,54 +4,40 @@ The corpus is six pictures (scikit-learn's two photographs and four patterns dra
 with a reframed copy; queries are differently reframed versions, so each query's two nearest
 neighbours are known. Measured with MobileNetV2: a family member scores ≥ 0.85, any other ≤ 0.6.
 
-Test modules import these fixtures by name (the query tests are their only users); ``model_dir`` and
-``opensearch_url`` come from ``tests/conftest.py``.
+The handler is deployed by ``localmode.harness.deployed`` (moto in this process). Test modules import
+these fixtures by name (the query tests are their only users); ``model_dir`` and ``opensearch_url``
+come from ``tests/conftest.py``.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import boto3
 import numpy as np
 import pytest
-from moto import mock_aws
 from opensearchpy import OpenSearch
 from PIL import Image, ImageDraw
 
-from handlers import query
+from localmode.cloud import LocalCloud
+from localmode.harness import Deployment, deployed, local_settings
+from model.images import photograph
 from simsearch.embedder import OnnxEmbedder
 from simsearch.ids import image_id_for
 from simsearch.index import Document, ImageMetadata
 from simsearch.index.opensearch import OpenSearchIndex
 from simsearch.preprocess import ImageLimits, decode_image
 from simsearch.settings import Settings
-from tests.image_factories import encode, sample_jpeg
+from tests.image_factories import encode, reframed
 
 BUCKET = "images"
 LIMITS = ImageLimits(max_bytes=20 * 1024 * 1024, max_pixels=50_000_000)
 PICTURES = ("china", "flower", "rings", "checker", "stripes", "blobs")
-AWS_ENV = {  # moto accepts any credentials; these keep boto3 from looking for real ones
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
-
-
-def reframed(data: bytes, *, keep: float, scale: float, quality: int) -> bytes:
-    """A re-upload: the centre ``keep`` of the picture, rescaled by ``scale``, saved as a JPEG."""
-    image = decode_image(data, limits=LIMITS).rgb
-    dx, dy = int(image.width * (1 - keep) / 2), int(image.height * (1 - keep) / 2)
-    cropped = image.crop((dx, dy, image.width - dx, image.height - dy))
-    size = (int(cropped.width * scale), int(cropped.height * scale))
-    return encode(cropped.resize(size, Image.Resampling.LANCZOS), "JPEG", quality=quality)
 
 
 def _rings() -> bytes:
@@ -78,8 +64,8 @@ def pictures() -> dict[str, bytes]:
     """The six originals, encoded as an upload would deliver them."""
     y, x = np.indices((360, 480))
     return {
-        "china": sample_jpeg("china.jpg"),
-        "flower": sample_jpeg("flower.jpg"),
+        "china": photograph("china.jpg"),
+        "flower": photograph("flower.jpg"),
         "rings": _rings(),
         "checker": _two_tone((x // 40 + y // 40) % 2 == 1, (20, 20, 20), (230, 230, 230)),
         "stripes": _two_tone((x + y) // 24 % 2 == 1, (30, 90, 200), (250, 200, 40)),
@@ -135,38 +121,18 @@ def corpus() -> Corpus:
 
 @dataclass(frozen=True)
 class QueryApi:
-    """The configured handler's world: its settings, the moto S3 client, and the index it reads."""
+    """The deployed handler's world: its settings, the moto bucket, and the index it reads."""
 
     settings: Settings
+    cloud: LocalCloud
     s3: Any  # a boto3 S3 client
     index: OpenSearchIndex
     corpus: Corpus
 
 
-def query_settings(*, model_dir: Path, opensearch_url: str) -> Settings:
-    """Settings for the handler against a local node: lucene (the node has no faiss), a fresh index name."""
-    return Settings(
-        model_dir=model_dir,
-        images_bucket=BUCKET,
-        opensearch_url=opensearch_url,
-        opensearch_auth="none",
-        engine="lucene",
-        index_prefix=f"query-test-{uuid.uuid4().hex[:8]}",
-        ort_threads=2,
-    )
-
-
-@contextmanager
-def handler_configured(settings: Settings) -> Iterator[None]:
-    """``handlers.query`` builds its service from ``settings`` (and moto's credentials) inside the block."""
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in {**AWS_ENV, **settings.to_env()}.items():
-            patch.setenv(name, value)
-        query.service.cache_clear()
-        try:
-            yield
-        finally:
-            query.service.cache_clear()
+def handler_configured(api: QueryApi, **changes: Any) -> AbstractContextManager[Deployment]:
+    """The handlers deployed again on ``api``'s bucket with some settings changed, inside the block."""
+    return deployed(replace(api.settings, **changes), cloud=api.cloud)
 
 
 def _document(item: Indexed, vector: np.ndarray, *, model_id: str) -> Document:
@@ -194,10 +160,15 @@ def query_api(
     corpus: Corpus,
 ) -> Iterator[QueryApi]:
     """The handler configured for a fresh index on the node holding the corpus, the images in moto S3."""
-    settings = query_settings(model_dir=model_dir, opensearch_url=opensearch_url)
-    with handler_configured(settings), mock_aws():
-        s3 = boto3.client("s3", region_name=settings.aws_region)
-        s3.create_bucket(Bucket=BUCKET)
+    settings = local_settings(
+        model_dir=model_dir,
+        opensearch_url=opensearch_url,
+        bucket=BUCKET,
+        index_prefix=f"query-test-{uuid.uuid4().hex[:8]}",
+        ort_threads=2,
+    )
+    with deployed(settings) as deployment:
+        s3 = deployment.s3
         index = OpenSearchIndex.connect(settings, model_id=embedder.model_id, dim=embedder.dim, refresh=True)
         concrete = index.ensure()
         items = list(corpus.indexed.values())
@@ -208,5 +179,5 @@ def query_api(
             [_document(i, v, model_id=embedder.model_id) for i, v in zip(items, vectors, strict=True)]
         )
         assert not written.failed
-        yield QueryApi(settings=settings, s3=s3, index=index, corpus=corpus)
+        yield QueryApi(settings=settings, cloud=deployment.cloud, s3=s3, index=index, corpus=corpus)
         opensearch_client.indices.delete(index=concrete)

@@ -1,32 +1,30 @@
 """SQS → Lambda: S3 notifications in batches through ``IngestionService``; only transient failures retry.
 
 The service decides the whole batch at once (one inference call for all its images), so the handler
-runs it first and then lets Powertools' ``process_partial_response`` settle each record from that
-report: the record handler raises for a message the service marked for retry, and Powertools builds
-``batchItemFailures`` from exactly those. ``raise_on_entire_batch_failure=False`` keeps a batch in
-which every message must be retried a normal response listing all of them, not an error.
-
-Tests reset the composition root between cases with ``service.cache_clear()``.
+reads the batch's notifications (``notifications.NotificationBatch``), syncs every change they name,
+and then lets Powertools' ``process_partial_response`` settle each record: the record handler raises
+for a message that names a key to retry, and Powertools builds ``batchItemFailures`` from exactly
+those. ``raise_on_entire_batch_failure=False`` keeps a batch in which every message must be retried a
+normal response listing all of them, not an error.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from collections import Counter
+from collections.abc import Sequence
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes import SQSEvent
-from botocore.config import Config
 
-from simsearch.embedder import ort_threads
-from simsearch.ingestion import DEFAULT_WORKERS, BatchReport, IngestionService, Message, connect_ingestion
+from handlers.notifications import NotificationBatch
+from simsearch import bootstrap
+from simsearch.ingestion import IngestionService, KeyOutcome
 from simsearch.metrics import (
     INGEST_OUTCOME_METRICS,
     METRIC_NAMESPACE,
@@ -55,37 +53,28 @@ class RetryLater(Exception):
 @cache
 def service() -> IngestionService:
     """The composition root, built once per execution environment (the model loads and warms up here)."""
-    settings = Settings.from_env()
-    memory = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
-    threads = ort_threads(
-        settings.ort_threads, lambda_memory_mb=int(memory) if memory else None, cpu_count=os.cpu_count()
-    )
-    s3 = boto3.client(
-        "s3",
-        region_name=settings.aws_region,
-        config=Config(retries={"mode": "standard"}, max_pool_connections=DEFAULT_WORKERS),
-    )
-    return connect_ingestion(settings, s3_client=s3, threads=threads)
+    return bootstrap.ingestion(Settings.from_env())
 
 
 @logger.inject_lambda_context
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    messages = [Message(message_id=record.message_id, body=record.body) for record in SQSEvent(event).records]
-    report = service().ingest(messages)
-    _observe(report)
+    batch = NotificationBatch.read((record.message_id, record.body) for record in SQSEvent(event).records)
+    outcomes = service().sync(batch.changes)
+    _observe(outcomes, batch)
+    retry = batch.to_retry(outcomes)
 
     def settle(record: SQSRecord) -> None:
-        if record.message_id in report.retry:
+        if record.message_id in retry:
             raise RetryLater(f"message {record.message_id} failed transiently; SQS will redeliver it")
 
     return process_partial_response(event=event, record_handler=settle, processor=processor, context=context)
 
 
-def _observe(report: BatchReport) -> None:
+def _observe(outcomes: Sequence[KeyOutcome], batch: NotificationBatch) -> None:
     """One log line per object that did not simply succeed, and a count per outcome."""
-    for outcome in report.outcomes:
+    for outcome in outcomes:
         fields = {
             "bucket": outcome.bucket,
             "key": outcome.key,
@@ -97,12 +86,11 @@ def _observe(report: BatchReport) -> None:
             logger.warning("image not indexed", extra={**fields, "detail": outcome.detail})
         else:
             logger.info("image processed", extra=fields)
-    for message_id, why in report.rejected.items():
+    for message_id, why in batch.rejected.items():
         logger.warning("message is not an S3 notification", extra={"message_id": message_id, "detail": why})
-    counts = Counter(outcome.kind for outcome in report.outcomes)
-    for kind, count in counts.items():
+    for kind, count in Counter(outcome.kind for outcome in outcomes).items():
         metrics.add_metric(name=INGEST_OUTCOME_METRICS[kind], unit=MetricUnit.Count, value=count)
-    if report.rejected:
-        metrics.add_metric(name=NOTIFICATIONS_REJECTED, unit=MetricUnit.Count, value=len(report.rejected))
-    if report.ignored:
-        metrics.add_metric(name=NOTIFICATIONS_IGNORED, unit=MetricUnit.Count, value=report.ignored)
+    if batch.rejected:
+        metrics.add_metric(name=NOTIFICATIONS_REJECTED, unit=MetricUnit.Count, value=len(batch.rejected))
+    if batch.ignored:
+        metrics.add_metric(name=NOTIFICATIONS_IGNORED, unit=MetricUnit.Count, value=batch.ignored)

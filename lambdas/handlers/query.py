@@ -12,19 +12,15 @@ from dataclasses import asdict
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-import boto3
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
-from botocore.config import Config
 
 from handlers import api_input, http_errors
-from simsearch.embedder import OnnxEmbedder, ort_threads
-from simsearch.index import connect_index
-from simsearch.search import QueryConfig, SearchService
+from simsearch import bootstrap
+from simsearch.search import SearchService
 from simsearch.settings import Settings
-from simsearch.storage import S3ImageStore
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -44,28 +40,7 @@ http_errors.register(app, logger=logger, allowed_methods=api_input.allowed_metho
 @cache
 def service() -> SearchService:
     """The composition root, once per container: loading the model is most of a cold start."""
-    settings = Settings.from_env()
-    threads = ort_threads(
-        settings.ort_threads, lambda_memory_mb=_lambda_memory_mb(), cpu_count=os.cpu_count()
-    )
-    embedder = OnnxEmbedder.load(settings.model_dir, threads=threads)
-    return SearchService(
-        embedder=embedder,
-        index=connect_index(settings, model_id=embedder.model_id, dim=embedder.dim),
-        images=image_store(settings),
-        config=QueryConfig.from_settings(settings),
-    )
-
-
-def image_store(settings: Settings) -> S3ImageStore:
-    """S3 with SigV4 signing, which presigned POSTs and URLs in every region need."""
-    s3 = boto3.client("s3", region_name=settings.aws_region, config=Config(signature_version="s3v4"))
-    return S3ImageStore(s3)
-
-
-def _lambda_memory_mb() -> int | None:
-    memory = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")  # set by Lambda; absent in local mode
-    return int(memory) if memory else None
+    return bootstrap.search(Settings.from_env())
 
 
 @app.post("/search")

@@ -15,7 +15,6 @@ inference of the other.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -49,6 +48,24 @@ class BackfillSummary:
     def complete(self) -> bool:
         """Nothing was left for a retry: running the backfill again would change nothing."""
         return self.counts["retry"] == 0
+
+    def report(self) -> str:
+        """The counts, a line per object that did not make it, and what to do if some may still."""
+        counts = ", ".join(f"{n} {kind}" for kind, n in sorted(self.counts.items()))
+        lines = [f"{self.total} objects: {counts}" if self.total else "no objects"]
+        lines += [f"  {p.kind} {p.key}: {p.reason} {p.detail}" for p in self.problems]
+        if not self.complete:
+            lines.append(
+                "some objects failed transiently: run the backfill again to finish (done ones are skipped)"
+            )
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, object]:
+        """The counts and the problems, for ``--json`` output."""
+        problems = [
+            {"key": p.key, "kind": p.kind, "reason": p.reason, "detail": p.detail} for p in self.problems
+        ]
+        return {"counts": dict(self.counts), "problems": problems}
 
 
 def backfill(
@@ -101,11 +118,12 @@ def parse_s3_url(url: str) -> tuple[str, str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Backfill from the command line; exit status 1 if some objects are left for a re-run."""
+    from contextlib import closing
+
     import boto3  # the CLI's dependencies, not the core's
     from tqdm import tqdm
 
-    from simsearch.embedder import ort_threads
-    from simsearch.ingestion import connect_ingestion
+    from simsearch import bootstrap
     from simsearch.settings import Settings
     from simsearch.storage import S3ImageStore
 
@@ -117,32 +135,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     bucket, prefix = parse_s3_url(args.url)
     settings = Settings.from_env()
-    s3 = boto3.client("s3", region_name=settings.aws_region)
-    threads = ort_threads(settings.ort_threads, lambda_memory_mb=None, cpu_count=os.cpu_count())
-    service = connect_ingestion(settings, s3_client=s3, threads=threads)
-    with tqdm(unit="image", desc=f"s3://{bucket}/{prefix}") as bar:
+    images = S3ImageStore(boto3.client("s3", region_name=settings.aws_region))
+    with (
+        closing(bootstrap.ingestion(settings, images=images)) as service,
+        tqdm(unit="image", desc=f"s3://{bucket}/{prefix}") as bar,
+    ):
         summary = backfill(
             service,
-            S3ImageStore(s3),
+            images,
             bucket=bucket,
             prefix=prefix,
             batch_size=args.batch_size,
             on_batch=lambda outcomes: bar.update(len(outcomes)),
         )
-    print(_report(summary))
+    print(summary.report())
     return 0 if summary.complete else 1
-
-
-def _report(summary: BackfillSummary) -> str:
-    lines = [
-        f"{summary.total} objects: " + ", ".join(f"{n} {kind}" for kind, n in sorted(summary.counts.items()))
-    ]
-    lines += [f"  {p.kind} {p.key}: {p.reason} {p.detail}" for p in summary.problems]
-    if not summary.complete:
-        lines.append(
-            "some objects failed transiently: run the backfill again to finish (done ones are skipped)"
-        )
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -60,6 +60,8 @@ class Embedder(Protocol):
         """One unit-length row per image, in order."""
         ...
 
+    def close(self) -> None: ...
+
 
 def ort_threads(configured: int, *, lambda_memory_mb: int | None, cpu_count: int | None) -> int:
     """How many intra-op threads ONNX Runtime should use.
@@ -137,6 +139,11 @@ class OnnxEmbedder:
         ``decode_image`` and pass the good ones to ``embed``.
         """
         return self._embed_each(lambda data: self._decoded_tensor(data, limits), encoded)
+
+    def close(self) -> None:
+        """Stop the preprocessing threads; the session is freed with the object."""
+        if self._pool is not None:
+            self._pool.shutdown()
 
     def embed_tensors(self, batch: Tensor) -> Embeddings:
         """Embed an NCHW float32 batch already prepared with ``preprocess.to_batch`` for this manifest.

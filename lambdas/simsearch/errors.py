@@ -30,7 +30,7 @@ class InvalidImageError(SimsearchError):
 
 
 class UnsupportedImageError(InvalidImageError):
-    """A real image in a format we do not decode (HEIC, AVIF, ...)."""
+    """A real image in a format we do not decode (HEIC, SVG, JPEG XL, ...; ``simsearch.formats`` has ours)."""
 
     code = "unsupported_image"
 

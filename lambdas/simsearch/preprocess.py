@@ -11,10 +11,10 @@ Two steps, kept apart so a caller can keep the facts about the image (size, form
 
 What users get (each case is a test in ``tests/unit/test_bad_images.py``):
 
-- accepted: ``ACCEPTED_FORMATS``, any size from 1x1 (upsampled like torchvision would) up to the limits;
-  animations give their first frame; EXIF orientation is applied; transparency is composited on white;
-  16-bit and float images are rescaled, not clipped. Embedded ICC profiles are ignored, as in torchvision
-  training pipelines, so pixels mean what the model learned them to mean.
+- accepted: the formats of ``simsearch.formats``, any size from 1x1 (upsampled like torchvision would)
+  up to the limits; animations give their first frame; EXIF orientation is applied; transparency is
+  composited on white; 16-bit and float images are rescaled, not clipped. Embedded ICC profiles are
+  ignored, as in torchvision training pipelines, so pixels mean what the model learned them to mean.
 - ``ImageTooLargeError``: too many bytes, or a header declaring too many pixels (decompression bombs:
   they are refused for their size, which is what they are, not reported as corrupt).
 - ``UnsupportedImageError`` (a kind of ``InvalidImageError``): a real image we do not decode, named in
@@ -36,18 +36,12 @@ import numpy.typing as npt
 from PIL import Image, ImageOps
 
 from simsearch.errors import ConfigError, ImageTooLargeError, InvalidImageError, UnsupportedImageError
+from simsearch.formats import PILLOW_FORMATS
 from simsearch.manifest import ModelManifest
 from simsearch.settings import Settings
 
 Tensor = npt.NDArray[np.float32]
 """A CHW image tensor, or an NCHW batch of them, normalised for the model."""
-
-ACCEPTED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "GIF", "WEBP", "AVIF", "BMP", "TIFF")
-"""Pillow format names we decode (JPEG includes MPO, the multi-picture JPEG some cameras write).
-
-A short list on purpose: every other Pillow plugin (EPS runs Ghostscript, PSD, ICO, ...) is parser
-surface that users do not need.
-"""
 
 _WHITE = (255, 255, 255)
 
@@ -194,9 +188,9 @@ def _check_byte_size(data: bytes, limits: ImageLimits) -> None:
 
 
 def _open(data: bytes, limits: ImageLimits) -> Image.Image:
-    """Parse the header only (Pillow decodes lazily), restricted to ``ACCEPTED_FORMATS``."""
+    """Parse the header only (Pillow decodes lazily), restricted to ``PILLOW_FORMATS``."""
     try:
-        return Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
+        return Image.open(io.BytesIO(data), formats=PILLOW_FORMATS)
     except Image.DecompressionBombError as error:  # Pillow refuses twice its limit before we see the size
         raise ImageTooLargeError(
             f"the image is refused as a likely decompression bomb ({error}); "
@@ -228,7 +222,7 @@ def _decode_upright_rgb(image: Image.Image, data: bytes) -> Image.Image:
 
 def _refusal(data: bytes) -> InvalidImageError:
     """The error for bytes no accepted decoder recognised: name the format when it is a known one."""
-    accepted = ", ".join(ACCEPTED_FORMATS)
+    accepted = ", ".join(PILLOW_FORMATS)
     other = _foreign_format(data)
     if other is not None:
         return UnsupportedImageError(f"{other} images are not supported; accepted formats: {accepted}")

@@ -188,6 +188,11 @@ class SearchService:
             took_ms=round((time.perf_counter() - started) * 1000, 1),
         )
 
+    def close(self) -> None:
+        """Release every part: the model's threads, the index connection, the S3 client."""
+        for part in (self._embedder, self._index, self._images):
+            part.close()
+
     def image(self, image_id: str) -> ImageView:
         """An indexed image's metadata with a presigned GET; ``NotFoundError`` for an unknown id."""
         metadata = self._index.get(image_id).metadata

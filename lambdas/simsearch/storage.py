@@ -50,6 +50,8 @@ class ImageStore(Protocol):
         """A form (``url`` + ``fields``) that uploads one image of at most ``max_bytes`` to ``key``."""
         ...
 
+    def close(self) -> None: ...
+
 
 class S3ImageStore:
     """``ImageStore`` over a boto3 S3 client (retries and timeouts are the client's configuration)."""
@@ -95,6 +97,10 @@ class S3ImageStore:
             Bucket=bucket, Key=key, Conditions=conditions, ExpiresIn=ttl_seconds
         )
         return post
+
+    def close(self) -> None:
+        """Close the client's connection pool."""
+        self._s3.close()
 
 
 def _stored(bucket: str, key: str, response: Mapping[str, Any], *, size: int) -> StoredObject:

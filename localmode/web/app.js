@@ -4,7 +4,10 @@
 
 const INLINE_MAX_BYTES = 4 * 1024 * 1024; // the API's inline limit (handlers/api_input.py)
 const RESIZE_MAX_SIDE = 1600; // larger photos are resized here; the model sees 224 px anyway
-const SENDABLE_TYPES = ["image/jpeg", "image/png", "image/webp", "image/gif"];
+// The media types the API takes as raw image bodies: the table of simsearch/formats.py, which
+// tests/unit/test_formats.py holds this list to.
+const SENDABLE_TYPES = ["image/jpeg", "image/png", "image/gif", "image/webp", "image/avif", "image/bmp", "image/tiff"];
+const FORMAT_NAMES = SENDABLE_TYPES.map((type) => type.slice("image/".length).toUpperCase()).join(", ");
 const STORAGE = { base: "simsearch.apiBase", key: "simsearch.apiKey" };
 
 const $ = (id) => document.getElementById(id);
@@ -101,7 +104,7 @@ async function sendableImage(file) {
 
 async function searchByFile(file) {
   if (file.type && !file.type.startsWith("image/")) {
-    showMessage(`“${file.name}” is not an image (${file.type}). Choose a JPEG, PNG, WebP or GIF file.`);
+    showMessage(`“${file.name}” is not an image (${file.type}). Choose one of: ${FORMAT_NAMES}.`);
     return;
   }
   const { blob, note } = await sendableImage(file);

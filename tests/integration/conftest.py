@@ -2,8 +2,8 @@
 
 ``ingest_settings`` runs a test twice: against the embedded index (no server) and against the
 OpenSearch node (``integration`` mark, lucene engine: the test node has no faiss libraries).
-``deploy_ingest`` puts settings into the environment as infra would (``Settings.to_env()``) and resets
-the handler's composition root, so each test calls the real ``handlers.ingest.handler``. Names are
+``deploy_ingest`` deploys the handlers with settings through ``localmode.harness.deployed``, as the
+CDK app would configure them, so each test calls the real ``handlers.ingest.handler``. Names are
 ingestion-specific so they cannot shadow fixtures of ``tests/conftest.py`` (which has ``model_dir``).
 """
 
@@ -11,20 +11,21 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from moto import mock_aws
 from opensearchpy import OpenSearch
 
-from handlers.ingest import handler, service
+from localmode.cloud import LocalCloud, provision
+from localmode.harness import deployed, environment, local_settings
 from simsearch.index import connect_failure_log, connect_index
 from simsearch.manifest import ModelManifest
 from simsearch.settings import Settings
-from tests.factories import REGION, lambda_context
+from tests.factories import REGION
 from tests.integration.ingest_world import BUCKET, IndexView, Uploads
 
 Invoke = Callable[[dict[str, Any]], dict[str, Any]]
@@ -36,45 +37,35 @@ def model_manifest(model_dir: Path) -> ModelManifest:
 
 
 @pytest.fixture
-def moto_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[boto3.Session]:
-    """moto's S3 and SQS, with fake credentials so nothing can reach a real account."""
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
+def cloud() -> Iterator[LocalCloud]:
+    """moto's S3 and SQS in this process, the bucket notifying the queue as infra wires them.
+
+    Its credentials and region are in the environment, so clients the code under test creates reach it
+    too; the s3:TestEvent of the set-up is left in the queue.
+    """
     with mock_aws():
-        yield boto3.Session(region_name=REGION)
+        cloud = provision("", bucket=BUCKET, region=REGION)
+        with environment({**cloud.env, "AWS_PROFILE": None}):
+            yield cloud
 
 
 @pytest.fixture
-def uploads(moto_aws: boto3.Session) -> Uploads:
-    """The images bucket notifying the queue; the s3:TestEvent of the set-up is left in the queue."""
-    return Uploads.create(moto_aws)
+def uploads(cloud: LocalCloud) -> Uploads:
+    return Uploads.of(cloud)
 
 
 @pytest.fixture
-def versioned_uploads(moto_aws: boto3.Session) -> Uploads:
+def versioned_uploads(cloud: LocalCloud) -> Uploads:
     """Like ``uploads``, with versioning on: a delete then leaves a delete marker."""
-    return Uploads.create(moto_aws, versioned=True)
+    return Uploads.of(cloud, versioned=True)
 
 
 @pytest.fixture(params=["embedded", pytest.param("opensearch", marks=pytest.mark.integration)])
 def ingest_settings(request: pytest.FixtureRequest, tmp_path: Path, model_dir: Path) -> Iterator[Settings]:
     """Settings for a fresh index of our own, in the embedded store or on the OpenSearch node."""
     prefix = f"t{uuid.uuid4().hex[:12]}"
-    local = Settings(
-        model_dir=model_dir,
-        images_bucket=BUCKET,
-        embedded_index_path=tmp_path / "index.sqlite",
-        opensearch_auth="none",
-        index_prefix=prefix,
-        engine="lucene",
-        aws_region=REGION,
-        ort_threads=2,
+    local = local_settings(
+        model_dir=model_dir, index_path=tmp_path / "index.sqlite", index_prefix=prefix, ort_threads=2
     )
     if request.param == "embedded":
         yield local
@@ -85,20 +76,10 @@ def ingest_settings(request: pytest.FixtureRequest, tmp_path: Path, model_dir: P
 
 
 @pytest.fixture
-def deploy_ingest(
-    monkeypatch: pytest.MonkeyPatch,
-    moto_aws: boto3.Session,  # noqa: ARG001 - the handler's S3 client must be created inside moto
-) -> Iterator[Callable[[Settings], Invoke]]:
+def deploy_ingest(cloud: LocalCloud) -> Iterator[Callable[[Settings], Invoke]]:
     """``deploy_ingest(settings)`` gives ``invoke(event) -> response``: the real handler with ``settings``."""
-
-    def deployed(settings: Settings) -> Invoke:
-        for name, value in settings.to_env().items():
-            monkeypatch.setenv(name, value)
-        service.cache_clear()
-        return lambda event: handler(event, lambda_context())
-
-    yield deployed
-    service.cache_clear()
+    with ExitStack() as deployments:
+        yield lambda settings: deployments.enter_context(deployed(settings, cloud=cloud)).invoke_ingest
 
 
 @pytest.fixture
@@ -109,7 +90,7 @@ def ingest(deploy_ingest: Callable[[Settings], Invoke], ingest_settings: Setting
 @pytest.fixture
 def index_view(
     request: pytest.FixtureRequest, ingest_settings: Settings, model_manifest: ModelManifest
-) -> IndexView:
+) -> Iterator[IndexView]:
     """Reads the index and failure log that ``ingest_settings`` name."""
     if ingest_settings.opensearch_url:
         client: OpenSearch = request.getfixturevalue("opensearch_client")
@@ -121,10 +102,13 @@ def index_view(
         def refresh() -> None:
             return None
 
-    return IndexView(
+    view = IndexView(
         index=connect_index(
             ingest_settings, model_id=model_manifest.model_id, dim=model_manifest.embedding_dim
         ),
         failure_log=connect_failure_log(ingest_settings),
         refresh=refresh,
     )
+    yield view
+    view.index.close()
+    view.failure_log.close()

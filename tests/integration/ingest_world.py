@@ -1,7 +1,8 @@
 """The world an ingestion test runs in: a moto bucket that notifies a moto queue, and a view of the index.
 
 Objects are written with boto3, so the S3 notifications the handler reads are the ones moto produces
-(keys URL-encoded, its ETags and sizes), received from the queue and wrapped as Lambda wraps them.
+(keys URL-encoded, its ETags and sizes), received from the queue and wrapped as Lambda wraps them
+(``localmode.harness.UploadsQueue``).
 """
 
 from __future__ import annotations
@@ -11,50 +12,29 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
-
+from localmode.cloud import LocalCloud
+from localmode.harness import BATCH_SIZE, UploadsQueue
 from simsearch.errors import NotFoundError
 from simsearch.ids import image_id_for
 from simsearch.index.port import Document, FailureLog, FailureRecord, VectorIndex
-from tests.factories import sqs_event_from_messages
-from tests.image_factories import block_jpeg
 
 BUCKET = "images"
-SQS_BATCH = 10  # the most messages Lambda hands over from a standard queue batch of our event source
-
-
-def photo(seed: int, *, size: tuple[int, int] = (96, 72)) -> bytes:
-    """A JPEG of coloured blocks, different for every seed (so every vector differs)."""
-    return block_jpeg(seed, blocks=(6, 8), size=size)
 
 
 @dataclass
 class Uploads:
-    """A bucket notifying a queue of ``ObjectCreated:*`` and ``ObjectRemoved:*``, as infra sets it up."""
+    """The bucket notifying the queue of ``ObjectCreated:*`` and ``ObjectRemoved:*``, as infra sets it up."""
 
     s3: Any
-    sqs: Any
     bucket: str
-    queue_url: str
+    queue: UploadsQueue
 
     @classmethod
-    def create(cls, session: boto3.Session, *, bucket: str = BUCKET, versioned: bool = False) -> Uploads:
-        s3 = session.client("s3")
-        sqs = session.client("sqs")
-        s3.create_bucket(Bucket=bucket)
+    def of(cls, cloud: LocalCloud, *, versioned: bool = False) -> Uploads:
+        s3 = cloud.client("s3")
         if versioned:
-            s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-        queue_url = sqs.create_queue(QueueName="uploads")["QueueUrl"]
-        arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]
-        s3.put_bucket_notification_configuration(
-            Bucket=bucket,
-            NotificationConfiguration={
-                "QueueConfigurations": [
-                    {"QueueArn": arn["QueueArn"], "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]}
-                ]
-            },
-        )
-        return cls(s3=s3, sqs=sqs, bucket=bucket, queue_url=queue_url)
+            s3.put_bucket_versioning(Bucket=cloud.bucket, VersioningConfiguration={"Status": "Enabled"})
+        return cls(s3=s3, bucket=cloud.bucket, queue=UploadsQueue(cloud))
 
     def put(self, key: str, data: bytes, **extra: Any) -> str:
         """Upload ``data``; returns the unquoted ETag. ``extra`` goes to ``put_object`` (``Metadata=``...)."""
@@ -66,26 +46,19 @@ class Uploads:
 
     def messages(self) -> list[dict[str, Any]]:
         """Take every message waiting in the queue, oldest first; tests redeliver them as they see fit."""
-        received: list[dict[str, Any]] = []
-        while batch := self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get(
-            "Messages", []
-        ):
-            entries = [{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(batch)]
-            self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
-            received += batch
-        return received
+        return self.queue.drain()
 
     def event(self) -> dict[str, Any]:
         """One Lambda SQS event with every waiting message (at most a batch)."""
         messages = self.messages()
-        assert len(messages) <= SQS_BATCH, f"{len(messages)} messages do not fit in one batch"
-        return sqs_event_from_messages(messages)
+        assert len(messages) <= BATCH_SIZE, f"{len(messages)} messages do not fit in one batch"
+        return self.queue.event(messages)
 
     def events(self) -> Iterator[dict[str, Any]]:
-        """Lambda SQS events of up to ``SQS_BATCH`` messages, until the queue is empty."""
+        """Lambda SQS events of up to ``BATCH_SIZE`` messages, until the queue is empty."""
         messages = self.messages()
-        for start in range(0, len(messages), SQS_BATCH):
-            yield sqs_event_from_messages(messages[start : start + SQS_BATCH])
+        for start in range(0, len(messages), BATCH_SIZE):
+            yield self.queue.event(messages[start : start + BATCH_SIZE])
 
 
 @dataclass

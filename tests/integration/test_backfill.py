@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
-import boto3
 import pytest
 
+from localmode.cloud import LocalCloud
+from simsearch import bootstrap
 from simsearch.backfill import BackfillSummary, backfill, main
-from simsearch.ingestion import IngestionService, KeyOutcome, connect_ingestion
+from simsearch.ingestion import IngestionService, KeyOutcome
 from simsearch.settings import Settings
 from simsearch.storage import S3ImageStore
-from tests.integration.ingest_world import IndexView, Uploads, photo
+from tests.image_factories import photo
+from tests.integration.ingest_world import IndexView, Uploads
 
 CATS = [f"zoo/cats/{n}.jpg" for n in range(7)]
 DOGS = [f"zoo/dogs/{n}.jpg" for n in range(5)]
 
 
 @pytest.fixture
-def bucket(moto_aws: boto3.Session) -> Uploads:
+def bucket(cloud: LocalCloud) -> Uploads:
     """A bucket filled before ingestion existed: twelve images, a corrupt one, and two elsewhere."""
-    uploads = Uploads.create(moto_aws)
+    uploads = Uploads.of(cloud)
     for seed, key in enumerate(CATS + DOGS):
         uploads.put(key, photo(seed))
     uploads.put("zoo/corrupt.jpg", b"\xff\xd8\xff not really")
@@ -29,7 +31,7 @@ def bucket(moto_aws: boto3.Session) -> Uploads:
 
 @pytest.fixture
 def service(bucket: Uploads, ingest_settings: Settings) -> IngestionService:
-    return connect_ingestion(ingest_settings, s3_client=bucket.s3, threads=2)
+    return bootstrap.ingestion(ingest_settings, images=S3ImageStore(bucket.s3))
 
 
 def run(service: IngestionService, bucket: Uploads, prefix: str, *, batch_size: int = 32) -> BackfillSummary:

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import boto3
 import pytest
 from aws_cdk.assertions import Template
 from moto import mock_aws
@@ -40,24 +39,24 @@ from handlers import index_bootstrap, ingest, query
 from handlers.index_bootstrap import AUDIT_CONFIG
 from infra.config import INDEX_REQUESTS_PER_QUERY
 from infra.packaging import BOOTSTRAP_HANDLER, INGEST_HANDLER, QUERY_HANDLER
+from localmode.cloud import provision
+from localmode.harness import ingest_context
+from simsearch import bootstrap
 from simsearch.backfill import backfill
 from simsearch.embedder import OnnxEmbedder
 from simsearch.ids import image_id_for
 from simsearch.index.naming import alias_name, version_name
-from simsearch.ingestion import connect_ingestion
 from simsearch.manifest import ModelManifest
 from simsearch.preprocess import ImageLimits, decode_image
 from simsearch.settings import Settings
-from simsearch.storage import S3ImageStore
 from tests import api_events
-from tests.factories import lambda_context
 from tests.faultproxy import Exchange, FaultProxy
 from tests.iam.policies import identity_policies, resource_policy, role_of_function, role_session
 from tests.iam.simulator import Decision, Request, simulate
 from tests.iam.template import REGION, ResolvedTemplate
+from tests.image_factories import photo
 from tests.infra.conftest import PROFILE_CONTEXT, in_process_stack
-from tests.integration.ingest_world import Uploads, photo
-from tests.query_fixtures import AWS_ENV
+from tests.integration.ingest_world import Uploads
 from tests.traffic import AwsCallRecorder, Call, opensearch_request, route
 
 pytestmark = pytest.mark.integration
@@ -151,8 +150,6 @@ def traffic(
     admin = OpenSearch(hosts=[secured_opensearch.admin_url], timeout=30)
     with ExitStack() as stack:
         monkeypatch = stack.enter_context(pytest.MonkeyPatch.context())
-        for name, value in AWS_ENV.items():
-            monkeypatch.setenv(name, value)
         stack.enter_context(mock_aws())
         identities = {
             name: Identity(
@@ -169,6 +166,9 @@ def traffic(
         recorder = stack.enter_context(AwsCallRecorder().recording())
         manifest = ModelManifest.load(model_dir)
         bucket = function_settings(deployed, INGEST_HANDLER).images_bucket
+        cloud = provision("", bucket=bucket, region=REGION)  # the template's bucket, in moto
+        for name, value in cloud.env.items():
+            monkeypatch.setenv(name, value)
         on_this_machine = {
             "opensearch_auth": "basic",
             "engine": "lucene",
@@ -187,7 +187,7 @@ def traffic(
         )
         _bootstrap(run, deployed, monkeypatch)
         _create_function_users(run, admin)
-        uploads = Uploads.create(boto3.Session(region_name=REGION), bucket=bucket)
+        uploads = Uploads.of(cloud)
         ingest_settings = function_settings(
             deployed, INGEST_HANDLER, opensearch_url=identities["ingest"].url, **on_this_machine
         )
@@ -233,24 +233,32 @@ def _create_function_users(run: Traffic, admin: OpenSearch) -> None:
 def _ingest_and_backfill(
     run: Traffic, uploads: Uploads, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Uploads, a bad file and a delete through the ingest handler; then a backfill with its identity."""
+    """Uploads, a bad file and a delete through the ingest handler; then a backfill with its identity.
+
+    The test plays the user and Lambda's SQS poller; only what the function itself sends is its traffic.
+    """
     deploy(monkeypatch, settings, ingest.service)
+    for n, label in enumerate(("cats", "cats", "dogs", "dogs", "birds")):
+        uploads.put(f"{label}/{n}.jpg", photo(n), ContentType="image/jpeg")
+    uploads.put("cats/broken.jpg", b"not an image", ContentType="image/jpeg")
+    _ingest(run, uploads)
+    uploads.delete("birds/4.jpg")
+    uploads.put("birds/5.jpg", photo(5), ContentType="image/jpeg")
+    _ingest(run, uploads)
     with run.recorder.acting_as("ingest"):
-        for n, label in enumerate(("cats", "cats", "dogs", "dogs", "birds")):
-            uploads.put(f"{label}/{n}.jpg", photo(n), ContentType="image/jpeg")
-        uploads.put("cats/broken.jpg", b"not an image", ContentType="image/jpeg")
-        for event in uploads.events():
-            assert ingest.handler(event, lambda_context())["batchItemFailures"] == []
-        uploads.delete("birds/4.jpg")
-        uploads.put("birds/5.jpg", photo(5), ContentType="image/jpeg")
-        for event in uploads.events():
-            assert ingest.handler(event, lambda_context())["batchItemFailures"] == []
-        s3 = boto3.client("s3", region_name=settings.aws_region)
-        summary = backfill(
-            connect_ingestion(settings, s3_client=s3, threads=2), S3ImageStore(s3), bucket=uploads.bucket
-        )
+        service = bootstrap.ingestion(settings)
+        images = bootstrap.image_store(settings, config=bootstrap.INGEST_S3)
+        summary = backfill(service, images, bucket=uploads.bucket)
+        service.close()
         assert summary.counts["unchanged"] == 5 and summary.counts["failed"] == 1, summary
     ingest.service.cache_clear()
+
+
+def _ingest(run: Traffic, uploads: Uploads) -> None:
+    events = list(uploads.events())
+    with run.recorder.acting_as("ingest"):
+        for event in events:
+            assert ingest.handler(event, ingest_context())["batchItemFailures"] == []
 
 
 def _query(run: Traffic, embedder: OnnxEmbedder, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,8 +7,9 @@ from collections import Counter
 import pytest
 
 from simsearch.index.port import Filters
+from tests.image_factories import photo
 from tests.integration.conftest import Invoke
-from tests.integration.ingest_world import IndexView, Uploads, emitted_metrics, photo
+from tests.integration.ingest_world import IndexView, Uploads, emitted_metrics
 
 LABELS = ("cats", "dogs", "birds", "fish", "frogs")
 PER_LABEL = 10

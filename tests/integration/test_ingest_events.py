@@ -11,10 +11,11 @@ import requests
 
 from simsearch.settings import Settings
 from tests.factories import s3_notification, s3_record, s3_test_event, sqs_event, sqs_record
+from tests.image_factories import photo
 from tests.integration.conftest import Invoke
-from tests.integration.ingest_world import IndexView, Uploads, emitted_metrics, event_names, photo
+from tests.integration.ingest_world import IndexView, Uploads, emitted_metrics, event_names
 
-pytestmark = pytest.mark.usefixtures("moto_aws")
+pytestmark = pytest.mark.usefixtures("cloud")
 
 
 def created_by(uploads: Uploads, how: str, key: str, data: bytes) -> str:

@@ -15,26 +15,19 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from model.images import photograph
 from simsearch.settings import Settings
 from tests.factories import sqs_event, sqs_record
 from tests.faultproxy import FaultProxy
-from tests.image_factories import SVG, animated_gif, encode, heif_like, png_declaring, sample_jpeg
+from tests.image_factories import SVG, animated_gif, encode, heif_like, photo, png_declaring
 from tests.integration.conftest import Invoke
-from tests.integration.ingest_world import (
-    IndexView,
-    Uploads,
-    emitted_metrics,
-    failed_ids,
-    message_ids,
-    only,
-    photo,
-)
+from tests.integration.ingest_world import IndexView, Uploads, emitted_metrics, failed_ids, message_ids, only
 
 GOOD = object()  # marks an upload that must be indexed
 
 BAD_INPUTS: dict[str, tuple[Callable[[], bytes], str | object]] = {
     "empty.jpg": (lambda: b"", "invalid_image"),
-    "truncated.jpg": (lambda: sample_jpeg("china.jpg")[:5000], "invalid_image"),
+    "truncated.jpg": (lambda: photograph("china.jpg")[:5000], "invalid_image"),
     "text-named.jpg": (lambda: b"holiday.jpg: this file only contains text\n", "invalid_image"),
     "drawing.svg": (lambda: SVG, "unsupported_image"),
     "iphone.heic": (heif_like, "unsupported_image"),
@@ -59,7 +52,7 @@ def test_a_poison_image_among_good_ones_is_recorded_and_the_batch_succeeds(
     uploads.messages()
     for n in range(9):
         uploads.put(f"cats/{n}.jpg", photo(n))
-    poison_etag = uploads.put("cats/poison.jpg", sample_jpeg("flower.jpg")[:3000])
+    poison_etag = uploads.put("cats/poison.jpg", photograph("flower.jpg")[:3000])
     event = uploads.event()
     capsys.readouterr()
 

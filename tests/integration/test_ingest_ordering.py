@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.image_factories import photo
 from tests.integration.conftest import Invoke
-from tests.integration.ingest_world import IndexView, Uploads, emitted_metrics, event_names, photo
+from tests.integration.ingest_world import IndexView, Uploads, emitted_metrics, event_names
 
 KEY = "cats/tabby.jpg"
 

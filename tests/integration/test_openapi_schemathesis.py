@@ -31,6 +31,7 @@ from schemathesis.specs.openapi.checks import (
 from handlers import query
 from handlers.api_input import DOCUMENT
 from localmode.api_gateway import running
+from simsearch.formats import FORMATS
 from tests import query_fixtures
 from tests.image_factories import encode
 from tests.query_fixtures import QueryApi
@@ -81,14 +82,9 @@ def encoded_images(draw: st.DrawFn, image_format: str) -> bytes:
     return encode(Image.fromarray(pixels), image_format)
 
 
-for media_type, image_format in {
-    "image/jpeg": "JPEG",
-    "image/png": "PNG",
-    "image/webp": "WEBP",
-    "image/gif": "GIF",
-}.items():
+for image_format in FORMATS:
     schemathesis.openapi.media_type(
-        media_type, st.one_of(encoded_images(image_format), st.binary(max_size=256))
+        image_format.media_type, st.one_of(encoded_images(image_format.pillow), st.binary(max_size=256))
     )
 
 # Loaded at import, not with `schemathesis.pytest.from_fixture`: its lazy loader writes `node._nodeid`,

@@ -3,7 +3,6 @@ handler through the real OpenSearch client (a proxy answering 503 or 400), never
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import logging
@@ -247,7 +246,7 @@ class TestUnavailable:
     ) -> None:
         with FaultProxy(opensearch_url) as proxy:
             fault = proxy.fail(status=503, times=1000)
-            with handler_configured(dataclasses.replace(query_api.settings, opensearch_url=proxy.url)):
+            with handler_configured(query_api, opensearch_url=proxy.url):
                 for event in (
                     search_json({"id": query_api.corpus.indexed["china"].id}),
                     api_events.get("/health"),
@@ -258,7 +257,7 @@ class TestUnavailable:
 
     def test_an_unreachable_index_gives_503(self, query_api: QueryApi) -> None:
         nothing_listens = "http://127.0.0.1:1"  # connection refused, at once
-        with handler_configured(dataclasses.replace(query_api.settings, opensearch_url=nothing_listens)):
+        with handler_configured(query_api, opensearch_url=nothing_listens):
             answer = refused(
                 api_events.post_image("/search", query_api.corpus.queries["china"]), 503, "index_unavailable"
             )
@@ -272,7 +271,7 @@ class TestUnavailable:
             proxy.fail(
                 status=400, times=1000, path_contains="_search"
             )  # OpenSearch calling our query malformed
-            with handler_configured(dataclasses.replace(query_api.settings, opensearch_url=proxy.url)):
+            with handler_configured(query_api, opensearch_url=proxy.url):
                 answer = refused(event, 500, "internal_error")
         request_id = event["requestContext"]["requestId"]  # type: ignore[index]
         assert answer.json["error"]["request_id"] == request_id
@@ -287,7 +286,7 @@ class TestUnavailable:
         log = io.StringIO()
         with FaultProxy(opensearch_url) as proxy, logged_to(log):
             proxy.fail(status=400, times=1000, path_contains="_search")
-            with handler_configured(dataclasses.replace(query_api.settings, opensearch_url=proxy.url)):
+            with handler_configured(query_api, opensearch_url=proxy.url):
                 api_events.call(query.handler, event)
         entries = [json.loads(line) for line in log.getvalue().splitlines()]
         errors = [entry for entry in entries if entry["message"] == "unexpected error"]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import boto3
 import pytest
 
+from localmode.cloud import LocalCloud
 from model.projection import DEFAULTS
 from model.whiten import main, s3_corpus
 from simsearch.embedder import OnnxEmbedder
@@ -85,9 +85,9 @@ def test_a_corpus_that_cannot_be_fitted_is_a_typed_error(
 
 
 def test_an_s3_corpus_is_labelled_as_ingestion_labels_it_and_query_uploads_are_left_out(
-    moto_aws: boto3.Session,
+    cloud: LocalCloud,
 ) -> None:
-    uploads = Uploads.create(moto_aws)
+    uploads = Uploads.of(cloud)
     uploads.put("cats/1.jpg", pattern_jpeg(1))
     uploads.put("cats/2.jpg", pattern_jpeg(2), Metadata={"label": "lions"})  # the uploader's label wins
     uploads.put("loose.jpg", pattern_jpeg(3))
@@ -103,10 +103,8 @@ def test_an_s3_corpus_is_labelled_as_ingestion_labels_it_and_query_uploads_are_l
     assert images[0].read() == pattern_jpeg(1)
 
 
-def test_an_s3_fit_reads_the_bucket_through_boto3(
-    moto_aws: boto3.Session, model_dir: Path, tmp_path: Path
-) -> None:
-    uploads = Uploads.create(moto_aws)
+def test_an_s3_fit_reads_the_bucket_through_boto3(cloud: LocalCloud, model_dir: Path, tmp_path: Path) -> None:
+    uploads = Uploads.of(cloud)
     for n in range(12):
         uploads.put(f"{'ab'[n % 2]}/{n}.jpg", pattern_jpeg(n))
     out = tmp_path / "w"

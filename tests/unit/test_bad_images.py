@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from model.images import photograph
 from simsearch.errors import ImageTooLargeError, InvalidImageError, UnsupportedImageError
 from simsearch.preprocess import ImageLimits, Tensor, decode_image, to_tensor
 from tests.image_factories import (
@@ -25,7 +26,6 @@ from tests.image_factories import (
     jpeg_with_orientation,
     manifest_for,
     png_declaring,
-    sample_jpeg,
     two_halves,
 )
 
@@ -53,7 +53,7 @@ def test_zero_bytes_is_invalid() -> None:
 
 @pytest.mark.parametrize("kept", [0.01, 0.5, 0.99])
 def test_a_truncated_jpeg_is_invalid_not_half_a_picture(kept: float) -> None:
-    photo = sample_jpeg("china.jpg")
+    photo = photograph("china.jpg")
     with pytest.raises(InvalidImageError, match=r"truncated|not a complete image") as raised:
         decode_image(photo[: int(len(photo) * kept)], limits=LIMITS)
     assert raised.value.code == "invalid_image"

@@ -15,11 +15,12 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
+from model.images import photograph
 from simsearch.embedder import Embedder, OnnxEmbedder, ort_threads
 from simsearch.errors import ConfigError, InvalidImageError, InvalidRequestError, InvalidVectorError
 from simsearch.manifest import MANIFEST_FILE, ModelManifest
 from simsearch.preprocess import ImageLimits, decode_image, to_batch
-from tests.image_factories import encode, manifest_for, sample_jpeg
+from tests.image_factories import encode, manifest_for
 
 SIZE, DIM = 32, 5
 LIMITS = ImageLimits(max_bytes=1_000_000, max_pixels=4_000_000)
@@ -99,8 +100,8 @@ def embedder(model_dir: Path) -> OnnxEmbedder:
 def photos() -> list[Image.Image]:
     """Two real photos and two synthetic images, so a mix-up of rows would show."""
     return [
-        decode_image(sample_jpeg("china.jpg"), limits=LIMITS).rgb,
-        decode_image(sample_jpeg("flower.jpg"), limits=LIMITS).rgb,
+        decode_image(photograph("china.jpg"), limits=LIMITS).rgb,
+        decode_image(photograph("flower.jpg"), limits=LIMITS).rgb,
         Image.new("RGB", (50, 70), (200, 30, 90)),
         Image.linear_gradient("L").convert("RGB"),
     ]
@@ -148,14 +149,14 @@ def test_parallel_preprocessing_gives_the_sequential_result(
 
 
 def test_encoded_images_embed_like_their_decoded_pixels(embedder: OnnxEmbedder) -> None:
-    encoded = [sample_jpeg("china.jpg"), encode(Image.new("RGB", (40, 90), (0, 128, 255)), "PNG")]
+    encoded = [photograph("china.jpg"), encode(Image.new("RGB", (40, 90), (0, 128, 255)), "PNG")]
     decoded = [decode_image(data, limits=LIMITS).rgb for data in encoded]
     np.testing.assert_array_equal(embedder.embed_images(encoded, limits=LIMITS), embedder.embed(decoded))
 
 
 def test_one_bad_image_in_encoded_images_raises_its_typed_error(embedder: OnnxEmbedder) -> None:
     with pytest.raises(InvalidImageError, match="empty"):
-        embedder.embed_images([sample_jpeg("china.jpg"), b""], limits=LIMITS)
+        embedder.embed_images([photograph("china.jpg"), b""], limits=LIMITS)
 
 
 def test_an_empty_batch_gives_no_rows(embedder: OnnxEmbedder) -> None:

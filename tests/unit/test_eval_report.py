@@ -107,3 +107,26 @@ def test_the_same_split_reached_by_another_path_is_the_same_split(tmp_path: Path
     write_report(result_for(dataset, tmp_path), tmp_path / "report", variant="after", baseline=before)
     markdown = (tmp_path / "report" / "report.md").read_text(encoding="utf-8")
     assert "The `before` rows are the baseline run, on the same split." in markdown
+
+
+def test_each_run_is_labelled_by_what_it_is_when_no_variant_is_named(tmp_path: Path) -> None:
+    dataset = folder_dataset(tmp_path / "data", {"a": 6, "b": 6, "c": 6})
+    plain = result_for(dataset, tmp_path)
+    whitened = replace(plain, manifest=replace(plain.manifest, projection="learned-whitening"))
+
+    write_report(whitened, tmp_path / "report", baseline=summarise(plain))
+
+    markdown = (tmp_path / "report" / "report.md").read_text(encoding="utf-8")
+    assert "| ours (no whitening) |" in markdown
+    assert "| ours (learned-whitening) |" in markdown
+
+
+def test_a_baseline_of_the_same_kind_is_told_apart_as_the_baseline(tmp_path: Path) -> None:
+    dataset = folder_dataset(tmp_path / "data", {"a": 6, "b": 6, "c": 6})
+    result = result_for(dataset, tmp_path)
+
+    write_report(result, tmp_path / "report", baseline=summarise(result))
+
+    markdown = (tmp_path / "report" / "report.md").read_text(encoding="utf-8")
+    assert "| baseline (no whitening) |" in markdown
+    assert "| ours (no whitening) |" in markdown

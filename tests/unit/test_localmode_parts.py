@@ -10,10 +10,12 @@ from typing import Any
 
 import pytest
 
-from localmode.cloud import NOTIFIED_EVENTS, notification_configuration
-from localmode.stack import folder_images, index_path_for, sample_images
+from localmode.cloud import notification_configuration
+from localmode.harness import s3_records_in, sqs_event
+from localmode.stack import folder_images, index_path_for
 from localmode.static_site import WEB_ROOT, with_static_site
-from localmode.worker import lambda_sqs_event, s3_records_in
+from model.images import sample_photos
+from simsearch.delivery import NOTIFIED_EVENTS
 from simsearch.labels import label_for
 
 
@@ -48,7 +50,7 @@ def test_received_messages_become_the_event_lambda_sends() -> None:
         "Attributes": {"ApproximateReceiveCount": "1"},
         "MessageAttributes": {"origin": {"StringValue": "test", "DataType": "String"}},
     }
-    [record] = lambda_sqs_event([message], queue_arn="arn:aws:sqs:us-east-1:1:uploads", region="us-east-1")[
+    [record] = sqs_event([message], queue_arn="arn:aws:sqs:us-east-1:1:uploads", region="us-east-1")[
         "Records"
     ]
     assert record["messageId"] == "m-1"
@@ -70,12 +72,12 @@ def test_progress_counts_s3_records_not_messages(body: str, records: int) -> Non
 
 def test_the_bucket_notifies_one_queue_configuration_per_event() -> None:
     configurations = notification_configuration("arn:q")["QueueConfigurations"]
-    assert [c["Events"] for c in configurations] == [[event] for event in NOTIFIED_EVENTS]
+    assert [c["Events"] for c in configurations] == [[event] for event in NOTIFIED_EVENTS.values()]
     assert {c["QueueArn"] for c in configurations} == {"arn:q"}
 
 
 def test_the_sample_photographs_ship_with_installed_packages() -> None:
-    images = sample_images()
+    images = sample_photos()
     assert "scikit-learn/china.jpg" in images
     assert len(images) >= 20
     assert all(path.is_file() for path in images.values())

@@ -14,6 +14,8 @@ import numpy.typing as npt
 import onnx
 import pytest
 
+from model.architectures import MOBILENET_V2
+from model.build import build, synthetic_source
 from model.errors import ProjectionFitError
 from model.projection import Whitening, WhiteningSettings, fit_whitening, whitened_model
 from simsearch.embedder import OnnxEmbedder
@@ -148,6 +150,13 @@ def test_unlabelled_images_count_for_the_axes_but_not_for_the_labels() -> None:
 
 
 # the graph --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """MobileNetV2 with synthetic weights: the graph is what matters here, and it needs no download."""
+    out = tmp_path_factory.mktemp("mobilenet_v2")
+    return build(MOBILENET_V2, synthetic_source(MOBILENET_V2), out_dir=out, int8=False).directory
 
 
 @pytest.fixture(scope="module")

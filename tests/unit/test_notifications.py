@@ -1,4 +1,5 @@
-"""Reading S3 notifications out of SQS bodies, ordering sequencers, and choosing labels."""
+"""Reading S3 notifications out of SQS bodies, ordering sequencers, choosing labels, and which messages
+of a batch come back."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ from typing import Any
 
 import pytest
 
+from handlers.notifications import NotificationBatch, ObjectEvent, parse_message
 from simsearch.backfill import parse_s3_url
 from simsearch.errors import InvalidNotificationError, InvalidRequestError
+from simsearch.ingestion import Change, KeyOutcome
+from simsearch.ingestion.changes import newest_sequencer
 from simsearch.labels import label_for
-from simsearch.notifications import ObjectEvent, newest_sequencer, parse_message
 from tests.factories import s3_notification, s3_record, s3_test_event
 
 
@@ -185,3 +188,33 @@ def test_a_backfill_url_names_a_bucket_and_a_prefix(url: str, parsed: tuple[str,
 def test_anything_else_is_an_invalid_request(url: str) -> None:
     with pytest.raises(InvalidRequestError, match="not an S3 URL"):
         parse_s3_url(url)
+
+
+# the handler's side of a batch ----------------------------------------------------------------------
+
+
+def test_a_batch_announces_the_changes_of_its_readable_messages_and_rejects_the_rest() -> None:
+    created = s3_notification(s3_record("ObjectCreated:Put", "cats/a b.jpg", etag="e1", sequencer="0A"))
+    tagged = s3_notification(s3_record("ObjectTagging:Put", "cats/c.jpg"))
+    batch = NotificationBatch.read(
+        [("m1", body(created)), ("m2", body(s3_test_event())), ("m3", "not json"), ("m4", body(tagged))]
+    )
+
+    assert batch.changes == [Change(bucket="images", key="cats/a b.jpg", etag="e1", sequencer="0A")]
+    assert list(batch.rejected) == ["m3"]
+    assert batch.ignored == 2  # the test event and the tagging event
+
+
+def test_every_message_naming_a_key_to_retry_comes_back_and_no_other() -> None:
+    def created(key: str) -> str:
+        return body(s3_notification(s3_record("ObjectCreated:Put", key)))
+
+    batch = NotificationBatch.read(
+        [("m1", created("a.jpg")), ("m2", created("b.jpg")), ("m3", created("a.jpg"))]
+    )
+    outcomes = [
+        KeyOutcome(bucket="images", key="a.jpg", kind="retry", reason="index_unavailable"),
+        KeyOutcome(bucket="images", key="b.jpg", kind="failed", reason="invalid_image"),
+    ]
+
+    assert batch.to_retry(outcomes) == {"m1", "m3"}

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from model.images import photograph
 from simsearch.errors import ConfigError
 from simsearch.manifest import ModelManifest
 from simsearch.preprocess import ImageLimits, decode_image, resized_size, to_batch, to_tensor
-from tests.image_factories import encode, manifest_for, sample_jpeg
+from tests.image_factories import encode, manifest_for
 
 GOLDEN: dict[str, Any] = json.loads(
     (Path(__file__).parents[1] / "fixtures" / "golden_preprocess.json").read_text(encoding="utf-8")
@@ -39,7 +40,7 @@ def golden_manifest() -> ModelManifest:
 
 @pytest.mark.parametrize("golden", GOLDEN["images"], ids=lambda golden: golden["file"])
 def test_decoding_gives_the_pixels_torchvision_was_fed(golden: dict[str, Any]) -> None:
-    data = sample_jpeg(golden["file"])
+    data = photograph(golden["file"])
     assert hashlib.sha256(data).hexdigest() == golden["jpeg_sha256"], "scikit-learn ships a different photo"
     decoded = decode_image(data, limits=LIMITS)
     pixels = np.asarray(decoded.rgb)
@@ -51,7 +52,7 @@ def test_decoding_gives_the_pixels_torchvision_was_fed(golden: dict[str, Any]) -
 def test_tensor_is_bit_identical_to_torchvision(
     golden: dict[str, Any], golden_manifest: ModelManifest
 ) -> None:
-    tensor = to_tensor(decode_image(sample_jpeg(golden["file"]), limits=LIMITS).rgb, golden_manifest)
+    tensor = to_tensor(decode_image(photograph(golden["file"]), limits=LIMITS).rgb, golden_manifest)
     assert tensor.dtype == np.float32
     assert tensor.shape == (3, golden_manifest.input_size, golden_manifest.input_size)
     # The statistics say how far off a failure is; the hash is the real check.
@@ -64,7 +65,7 @@ def test_tensor_is_bit_identical_to_torchvision(
 
 
 def test_batch_is_bit_identical_to_torchvision_stack(golden_manifest: ModelManifest) -> None:
-    images = [decode_image(sample_jpeg(golden["file"]), limits=LIMITS).rgb for golden in GOLDEN["images"]]
+    images = [decode_image(photograph(golden["file"]), limits=LIMITS).rgb for golden in GOLDEN["images"]]
     batch = to_batch(images, golden_manifest)
     assert batch.shape == (2, 3, golden_manifest.input_size, golden_manifest.input_size)
     assert batch.flags.c_contiguous

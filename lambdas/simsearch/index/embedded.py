@@ -110,6 +110,10 @@ class _Store:
         self.hnsw = hnsw
         self._neighbours: dict[str, _Neighbours] = {}
 
+    def close(self) -> None:
+        with self.lock:
+            self.conn.close()
+
     @contextmanager
     def reading(self) -> Iterator[sqlite3.Connection]:
         """A consistent snapshot: writers in other processes do not show up half-way through a search."""
@@ -427,6 +431,9 @@ class EmbeddedIndex:
                 "INSERT OR REPLACE INTO aliases (alias, target) VALUES (?, ?)", (self._alias, target)
             )
 
+    def close(self) -> None:
+        self._store.close()
+
     def _target(self, conn: sqlite3.Connection) -> str:
         """The concrete index this handle reads and writes, or ``NotFoundError`` before ``ensure``."""
         if self._name == self._alias:
@@ -520,6 +527,9 @@ class EmbeddedFailureLog:
 
     def ensure(self) -> None:
         """Nothing to do: the table is created with the file."""
+
+    def close(self) -> None:
+        self._store.close()
 
     def record(self, failure: FailureRecord) -> None:
         with self._store.writing() as conn:

@@ -286,6 +286,9 @@ class OpenSearchIndex:
             actions.append({"add": {"index": target, "alias": self._alias, "is_write_index": True}})
             self._client.indices.update_aliases(body={"actions": actions})
 
+    def close(self) -> None:
+        self._client.close()
+
     def _create(self, index: str, *, with_alias: bool) -> None:
         body = self._config.body()
         if with_alias:
@@ -433,6 +436,9 @@ class OpenSearchFailureLog:
             except os_errors.RequestError as error:
                 if error.error != "resource_already_exists_exception":
                     raise
+
+    def close(self) -> None:
+        self._client.close()
 
     def record(self, failure: FailureRecord) -> None:
         document = {

@@ -31,8 +31,8 @@ MAX_K = 10_000  # OpenSearch's k-NN query accepts k in [1, 10000]
 class ImageMetadata:
     """What we know about an indexed image besides its vector; stored beside it and returned with hits.
 
-    ``sequencer`` is the S3 event sequencer of the write that produced this document: ingestion
-    compares it to ignore events that arrive out of order.
+    ``sequencer`` is the S3 event sequencer of the newest event announcing the indexed ETag, kept for
+    diagnosis: ingestion decides from the object's current state, never from sequencers.
     """
 
     bucket: str
@@ -163,6 +163,10 @@ class VectorIndex(Protocol):
         """Point the alias at ``<alias>-v<to_version>`` in one step; the old version is kept for rollback."""
         ...
 
+    def close(self) -> None:
+        """Release the connection; handles from ``create_version`` share it and are closed with it."""
+        ...
+
 
 class FailureLog(Protocol):
     """Where ingestion records objects it gave up on."""
@@ -176,6 +180,8 @@ class FailureLog(Protocol):
     def recent(self, limit: int) -> list[FailureRecord]:
         """Up to ``limit`` records, newest first."""
         ...
+
+    def close(self) -> None: ...
 
 
 def unit_vector(vector: npt.ArrayLike, *, dim: int) -> Vector:

@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image
 
+from model.images import photograph
 from simsearch.embedder import OnnxEmbedder
-from simsearch.preprocess import ImageLimits, decode_image
-from tests.image_factories import encode, sample_jpeg
+from simsearch.preprocess import ImageLimits
+from tests.image_factories import reframed
 
 pytestmark = pytest.mark.slow
 
@@ -34,19 +34,10 @@ def mobilenet(model_dir: Path) -> OnnxEmbedder:
     return OnnxEmbedder.load(model_dir, threads=2)
 
 
-def reframed(data: bytes, *, keep: float, scale: float, quality: int) -> bytes:
-    """What a re-upload often is: the centre ``keep`` of the photo, rescaled by ``scale``, re-compressed."""
-    image = decode_image(data, limits=LIMITS).rgb
-    dx, dy = int(image.width * (1 - keep) / 2), int(image.height * (1 - keep) / 2)
-    cropped = image.crop((dx, dy, image.width - dx, image.height - dy))
-    size = (int(cropped.width * scale), int(cropped.height * scale))
-    return encode(cropped.resize(size, Image.Resampling.LANCZOS), "JPEG", quality=quality)
-
-
 def test_jpeg_bytes_embed_as_torchvision_embeds_the_decoded_photos(mobilenet: OnnxEmbedder) -> None:
     golden = GOLDEN["mobilenet_v2_embeddings"]
     assert mobilenet.manifest.weights_sha256 == golden["weights_sha256"]
-    photos = [sample_jpeg(image["file"]) for image in GOLDEN["images"]]
+    photos = [photograph(image["file"]) for image in GOLDEN["images"]]
     ours = mobilenet.embed_images(photos, limits=LIMITS)
     reference = np.asarray(golden["rows"], dtype=np.float64)
     reference /= np.linalg.norm(reference, axis=1, keepdims=True)
@@ -56,9 +47,9 @@ def test_jpeg_bytes_embed_as_torchvision_embeds_the_decoded_photos(mobilenet: On
 @pytest.mark.parametrize("name", ["china.jpg", "flower.jpg"])
 def test_a_reframed_copy_is_far_closer_than_another_photo(mobilenet: OnnxEmbedder, name: str) -> None:
     other = "flower.jpg" if name == "china.jpg" else "china.jpg"
-    original = sample_jpeg(name)
+    original = photograph(name)
     copy = reframed(original, keep=0.9, scale=0.8, quality=85)
-    embeddings = mobilenet.embed_images([original, copy, sample_jpeg(other)], limits=LIMITS)
+    embeddings = mobilenet.embed_images([original, copy, photograph(other)], limits=LIMITS)
     same, different = float(embeddings[0] @ embeddings[1]), float(embeddings[0] @ embeddings[2])
     # Measured with the real weights: same ≈ 0.97-0.98, different ≈ 0.48.
     assert same >= 0.9
@@ -67,6 +58,6 @@ def test_a_reframed_copy_is_far_closer_than_another_photo(mobilenet: OnnxEmbedde
 
 
 def test_real_embeddings_are_unit_length_with_the_manifest_dimension(mobilenet: OnnxEmbedder) -> None:
-    embeddings = mobilenet.embed_images([sample_jpeg("china.jpg")], limits=LIMITS)
+    embeddings = mobilenet.embed_images([photograph("china.jpg")], limits=LIMITS)
     assert embeddings.shape == (1, mobilenet.manifest.embedding_dim)
     np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-5)

@@ -1,17 +1,21 @@
-"""S3 event notifications, as they arrive in SQS message bodies, turned into typed values.
+"""S3 event notifications in SQS messages: read into the changes ingestion takes, outcomes mapped back.
 
 The body of each message is the JSON S3 sent to the queue: either ``{"Records": [...]}`` (in practice
 one record per message) or the ``s3:TestEvent`` S3 sends once when the notification is configured.
 Powertools' ``S3Event`` data classes read the records; everything not read here (requester, source
 IP, ...) is of no use to ingestion. Anything we cannot read raises ``InvalidNotificationError``.
+
+``NotificationBatch`` is the handler's side of a batch: the ``Change``s its messages announce, and
+after ``IngestionService.sync`` which messages must come back (those naming a key whose outcome is
+``retry``); an unreadable message is acknowledged, since redelivering it would not help.
 """
 
 from __future__ import annotations
 
 import json
 import string
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import unquote_plus
 
@@ -19,6 +23,7 @@ from aws_lambda_powertools.utilities.data_classes import S3Event
 from aws_lambda_powertools.utilities.data_classes.s3_event import S3EventRecord
 
 from simsearch.errors import InvalidNotificationError
+from simsearch.ingestion import Change, KeyOutcome
 
 EventKind = Literal["created", "removed", "other"]
 
@@ -87,14 +92,52 @@ def parse_message(body: str) -> Notification:
     return Notification(events=events)
 
 
-def newest_sequencer(sequencers: Iterable[str | None]) -> str | None:
-    """The sequencer of the latest event among ``sequencers`` (None if none is known).
+@dataclass(frozen=True, kw_only=True)
+class NotificationBatch:
+    """One SQS batch of S3 notifications, as ingestion needs it.
 
-    S3 sequencers are hexadecimal strings of varying length that order the events of one key; AWS
-    says to left-pad the shorter with zeros and compare, which is comparing their integer values.
+    ``announced`` maps each readable message's id to the changes it announces; ``rejected`` maps the
+    ids of unreadable ones to why; ``ignored`` counts test events and event kinds with nothing to do
+    (restore, tagging, ...).
     """
-    known = [sequencer for sequencer in sequencers if sequencer is not None]
-    return max(known, key=lambda sequencer: int(sequencer, 16), default=None)
+
+    announced: Mapping[str, tuple[Change, ...]]
+    rejected: Mapping[str, str] = field(default_factory=dict)
+    ignored: int = 0
+
+    @classmethod
+    def read(cls, messages: Iterable[tuple[str, str]]) -> NotificationBatch:
+        """Read ``(message id, body)`` pairs; a message that is no S3 notification is rejected alone."""
+        announced: dict[str, tuple[Change, ...]] = {}
+        rejected: dict[str, str] = {}
+        ignored = 0
+        for message_id, body in messages:
+            try:
+                notification = parse_message(body)
+            except InvalidNotificationError as error:
+                rejected[message_id] = str(error)
+                continue
+            relevant = [event for event in notification.events if event.kind != "other"]
+            ignored += int(notification.is_test) + len(notification.events) - len(relevant)
+            announced[message_id] = tuple(
+                Change(bucket=event.bucket, key=event.key, etag=event.etag, sequencer=event.sequencer)
+                for event in relevant
+            )
+        return cls(announced=announced, rejected=rejected, ignored=ignored)
+
+    @property
+    def changes(self) -> list[Change]:
+        """Every change of the batch, in message order (a key may appear more than once)."""
+        return [change for changes in self.announced.values() for change in changes]
+
+    def to_retry(self, outcomes: Iterable[KeyOutcome]) -> frozenset[str]:
+        """The ids of the messages that name a key whose outcome is ``retry``: SQS redelivers only those."""
+        failed = {(outcome.bucket, outcome.key) for outcome in outcomes if outcome.kind == "retry"}
+        return frozenset(
+            message_id
+            for message_id, changes in self.announced.items()
+            if any((change.bucket, change.key) in failed for change in changes)
+        )
 
 
 def _object_event(record: S3EventRecord) -> ObjectEvent:
