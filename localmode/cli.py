@@ -189,21 +189,15 @@ def _upload_folder(running: discovery.RunningStack, folder: Path, *, prefix: str
 def _backfill(
     settings: Settings, s3: Any, *, bucket: str, prefix: str, batch_size: int, as_json: bool
 ) -> int:
-    from contextlib import closing
-
     from tqdm import tqdm
 
-    from simsearch import bootstrap
-    from simsearch.backfill import backfill
+    from simsearch.backfill import backfill_bucket
     from simsearch.storage import S3ImageStore
 
     images = S3ImageStore(s3)
-    with (
-        closing(bootstrap.ingestion(settings, images=images)) as service,
-        tqdm(unit="image", desc=f"index s3://{bucket}/{prefix}", file=sys.stderr) as bar,
-    ):
-        summary = backfill(
-            service,
+    with tqdm(unit="image", desc=f"index s3://{bucket}/{prefix}", file=sys.stderr) as bar:
+        summary = backfill_bucket(
+            settings,
             images,
             bucket=bucket,
             prefix=prefix,

@@ -3,8 +3,9 @@
 ``deployed(settings)`` is how local mode, the evaluation, the benchmarks and the tests run the
 handlers. It wires a bucket to the uploads queue (``localmode.cloud.provision``, from the constants
 ``infra/ingestion.py`` reads), sets the functions' environment (``Settings.to_env()``, and the endpoint
-and credentials of the S3/SQS stand-in), resets both handlers' composition roots, and undoes all of it
-when the block ends. Inside, ``Deployment.ingest_pending()`` plays Lambda's SQS event source until the
+and credentials of the S3/SQS stand-in), attaches the model's index as the deployment's bootstrap does
+(``bootstrap.attach``), resets both handlers' composition roots, and undoes all of it when the block
+ends (the index stays). Inside, ``Deployment.ingest_pending()`` plays Lambda's SQS event source until the
 queue is empty, and ``invoke_api(...)`` plays API Gateway for one request.
 
 Where S3 and SQS live is the caller's choice: a ``cloud`` provisioned on a server (moto's, or a proxy
@@ -31,6 +32,7 @@ from aws_lambda_powertools import Metrics
 
 from localmode.api_gateway import LambdaHandler, LocalContext, proxy_event
 from localmode.cloud import LocalCloud, provision
+from simsearch import bootstrap
 from simsearch.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -241,6 +243,7 @@ def deployed(
         roots = (ingest.service, query.service)
         stack.callback(_reset, roots)
         _reset(roots)
+        bootstrap.attach(settings)  # what the deployment's index bootstrap does in AWS
         yield Deployment(settings=settings, cloud=cloud, queue=UploadsQueue(cloud), s3=cloud.client("s3"))
 
 

@@ -118,10 +118,11 @@ class StubEmbedder:
     refuses: Callable[[Image.Image], bool] = lambda _: False
     calls: list[int] = field(default_factory=list)
     closed: bool = False
+    repeat: int = 1  # another "model": the same features repeated, in a wider space
 
     @property
     def dim(self) -> int:
-        return 13
+        return 13 * self.repeat
 
     def embed(self, images: Sequence[Image.Image]) -> Embeddings:
         self.calls.append(len(images))
@@ -131,7 +132,7 @@ class StubEmbedder:
             np.append(np.asarray(image.convert("RGB").resize((2, 2)), np.float32).ravel() / 255, 1.0)
             for image in images
         ]
-        vectors = np.array(rows, dtype=np.float32).reshape(len(images), self.dim)
+        vectors = np.tile(np.array(rows, dtype=np.float32).reshape(len(images), 13), self.repeat)
         unit: Embeddings = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
         return unit
 

@@ -24,7 +24,7 @@ from aws_lambda_powertools.utilities.data_classes import SQSEvent
 
 from handlers.notifications import NotificationBatch
 from simsearch import bootstrap
-from simsearch.ingestion import IngestionService, KeyOutcome
+from simsearch.ingestion import Ingestion, KeyOutcome
 from simsearch.metrics import (
     INGEST_OUTCOME_METRICS,
     METRIC_NAMESPACE,
@@ -51,7 +51,7 @@ class RetryLater(Exception):
 
 
 @cache
-def service() -> IngestionService:
+def service() -> Ingestion:
     """The composition root, built once per execution environment (the model loads and warms up here)."""
     return bootstrap.ingestion(Settings.from_env())
 

@@ -24,9 +24,10 @@ from itertools import islice
 from typing import TYPE_CHECKING
 
 from simsearch.errors import InvalidRequestError
-from simsearch.ingestion import Change, IngestionService, KeyOutcome, OutcomeKind
+from simsearch.ingestion import Change, Ingestion, KeyOutcome, OutcomeKind
 
 if TYPE_CHECKING:
+    from simsearch.settings import Settings
     from simsearch.storage import ImageStore, StoredObject
 
 DEFAULT_BATCH_SIZE = 32
@@ -69,7 +70,7 @@ class BackfillSummary:
 
 
 def backfill(
-    service: IngestionService,
+    service: Ingestion,
     images: ImageStore,
     *,
     bucket: str,
@@ -101,6 +102,28 @@ def backfill(
     return BackfillSummary(counts=counts, problems=tuple(problems))
 
 
+def backfill_bucket(
+    settings: Settings,
+    images: ImageStore,
+    *,
+    bucket: str,
+    prefix: str = "",
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    on_batch: Callable[[Sequence[KeyOutcome]], None] | None = None,
+) -> BackfillSummary:
+    """A backfill as an operator runs one: the deployment's model attached first (what its bootstrap
+    does: its index made and taking writes), then every writing index filled from the bucket."""
+    from contextlib import closing
+
+    from simsearch import bootstrap
+
+    bootstrap.attach(settings)
+    with closing(bootstrap.ingestion(settings, images=images)) as service:
+        return backfill(
+            service, images, bucket=bucket, prefix=prefix, batch_size=batch_size, on_batch=on_batch
+        )
+
+
 def _batches(objects: Iterable[StoredObject], size: int) -> Iterator[list[StoredObject]]:
     iterator = iter(objects)
     while batch := list(islice(iterator, size)):
@@ -118,12 +141,9 @@ def parse_s3_url(url: str) -> tuple[str, str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Backfill from the command line; exit status 1 if some objects are left for a re-run."""
-    from contextlib import closing
-
     import boto3  # the CLI's dependencies, not the core's
     from tqdm import tqdm
 
-    from simsearch import bootstrap
     from simsearch.settings import Settings
     from simsearch.storage import S3ImageStore
 
@@ -136,12 +156,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     bucket, prefix = parse_s3_url(args.url)
     settings = Settings.from_env()
     images = S3ImageStore(boto3.client("s3", region_name=settings.aws_region))
-    with (
-        closing(bootstrap.ingestion(settings, images=images)) as service,
-        tqdm(unit="image", desc=f"s3://{bucket}/{prefix}") as bar,
-    ):
-        summary = backfill(
-            service,
+    with tqdm(unit="image", desc=f"s3://{bucket}/{prefix}") as bar:
+        summary = backfill_bucket(
+            settings,
             images,
             bucket=bucket,
             prefix=prefix,

@@ -11,17 +11,23 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from botocore.config import Config
 
-from simsearch.ingestion import DEFAULT_WORKERS, IngestionService
+from simsearch import reindex
+from simsearch.ingestion import DEFAULT_WORKERS, Ingestion, IngestionService
+from simsearch.ingestion.collection import CollectionIngestion
+from simsearch.manifest import ModelManifest
+from simsearch.models import ModelStore
 from simsearch.preprocess import ImageLimits
+from simsearch.reindex import Attached
 from simsearch.search import QueryConfig, SearchService
+from simsearch.targets import CollectionTargets, FixedServing, Serving, Target
 
 if TYPE_CHECKING:
     from simsearch.embedder import Embedder
-    from simsearch.index.port import VectorIndex
+    from simsearch.index.port import FailureLog, VectorIndex
     from simsearch.settings import Settings
     from simsearch.storage import ImageStore, S3ImageStore
 
@@ -41,20 +47,33 @@ def ingestion(
     images: ImageStore | None = None,
     embedder: Embedder | None = None,
     index: VectorIndex | None = None,
-) -> IngestionService:
-    """The ingestion service ``settings`` describe, its index and failure log created if missing."""
-    from simsearch.index import connect_failure_log
+) -> Ingestion:
+    """Ingestion into every index that takes writes, each with its model; its failure log created if missing.
 
-    embedder = load_embedder(settings) if embedder is None else embedder
-    index = _index(settings, embedder) if index is None else index
-    failures = connect_failure_log(settings)
+    With ``index`` given, that one index and ``embedder`` only (created if missing): for callers that
+    hold their index themselves, as tests, the evaluation and the benchmarks do.
+    """
+    if index is None:
+        return collection_ingestion(settings, images=images, embedder=embedder)
     index.ensure()
-    failures.ensure()
     return IngestionService(
         images=image_store(settings, config=INGEST_S3) if images is None else images,
-        embedder=embedder,
+        embedder=load_embedder(settings) if embedder is None else embedder,
         index=index,
-        failures=failures,
+        failures=_failure_log(settings),
+        limits=ImageLimits.of(settings),
+        query_upload_prefix=settings.query_upload_prefix,
+    )
+
+
+def collection_ingestion(
+    settings: Settings, *, images: ImageStore | None = None, embedder: Embedder | None = None
+) -> CollectionIngestion:
+    """Ingestion into every index that takes writes, or one of them (``into``: a backfill's batches)."""
+    return CollectionIngestion(
+        targets(settings, embedder=embedder),
+        images=image_store(settings, config=INGEST_S3) if images is None else images,
+        failures=_failure_log(settings),
         limits=ImageLimits.of(settings),
         query_upload_prefix=settings.query_upload_prefix,
     )
@@ -67,14 +86,64 @@ def search(
     embedder: Embedder | None = None,
     index: VectorIndex | None = None,
 ) -> SearchService:
-    """The query service ``settings`` describe; the index must exist (the bootstrap function creates it)."""
-    embedder = load_embedder(settings) if embedder is None else embedder
+    """The query service: the serving index, each query embedded with that index's model.
+
+    With ``index`` given, that index and ``embedder`` always (callers that hold their index themselves).
+    """
+    if index is None:
+        serving: Serving = targets(settings, embedder=embedder)
+    else:
+        serving = FixedServing(Target(index, load_embedder(settings) if embedder is None else embedder))
     return SearchService(
-        embedder=embedder,
-        index=_index(settings, embedder) if index is None else index,
+        serving=serving,
         images=image_store(settings, config=QUERY_S3) if images is None else images,
         config=QueryConfig.from_settings(settings),
     )
+
+
+def targets(settings: Settings, *, embedder: Embedder | None = None) -> CollectionTargets:
+    """The collection's indexes with their models: the carried one, or any other fetched by the store."""
+    from simsearch.embedder import OnnxEmbedder
+    from simsearch.index import connect_collection
+
+    threads = inference_threads(settings.ort_threads)
+    models = ModelStore(
+        carried=load_embedder(settings) if embedder is None else embedder,
+        load=lambda model_dir: OnnxEmbedder.load(model_dir, threads=threads),
+        cache_dir=settings.model_cache_dir,
+        s3=lambda: _s3(settings, config=INGEST_S3),
+    )
+    return CollectionTargets(connect_collection(settings), models)
+
+
+def attach(settings: Settings) -> Attached:
+    """Make the carried model's index take writes, and serve if nothing serves yet (see ``reindex``).
+
+    The deployment's bootstrap does this in AWS, local mode when it starts; the functions never do.
+    """
+    from simsearch.index import connect_collection
+
+    manifest = ModelManifest.load(settings.model_dir)
+    collection = connect_collection(settings)
+    try:
+        return reindex.attach(
+            collection, model_id=manifest.model_id, model_uri=model_uri(settings), dim=manifest.embedding_dim
+        )
+    finally:
+        collection.close()
+
+
+def _failure_log(settings: Settings) -> FailureLog:
+    from simsearch.index import connect_failure_log
+
+    failures = connect_failure_log(settings)
+    failures.ensure()
+    return failures
+
+
+def model_uri(settings: Settings) -> str:
+    """Where other functions find the carried model: the deployment's model store, or its directory here."""
+    return settings.model_uri or str(settings.model_dir.resolve())
 
 
 def load_embedder(settings: Settings) -> Embedder:
@@ -86,11 +155,15 @@ def load_embedder(settings: Settings) -> Embedder:
 
 def image_store(settings: Settings, *, config: Config) -> S3ImageStore:
     """S3 in the settings' region, through a boto3 client configured with ``config``."""
-    import boto3
-
     from simsearch.storage import S3ImageStore
 
-    return S3ImageStore(boto3.client("s3", region_name=settings.aws_region, config=config))
+    return S3ImageStore(_s3(settings, config=config))
+
+
+def _s3(settings: Settings, *, config: Config) -> Any:
+    import boto3
+
+    return boto3.client("s3", region_name=settings.aws_region, config=config)
 
 
 def inference_threads(configured: int, environ: Mapping[str, str] = os.environ) -> int:
@@ -100,9 +173,3 @@ def inference_threads(configured: int, environ: Mapping[str, str] = os.environ) 
 
     memory = environ.get(LAMBDA_MEMORY)
     return ort_threads(configured, lambda_memory_mb=int(memory) if memory else None, cpu_count=os.cpu_count())
-
-
-def _index(settings: Settings, embedder: Embedder) -> VectorIndex:
-    from simsearch.index import connect_index
-
-    return connect_index(settings, model_id=embedder.model_id, dim=embedder.dim)

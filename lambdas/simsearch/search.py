@@ -1,8 +1,9 @@
 """The query side: the indexed images most similar to an image, a stored object, an indexed image or a vector.
 
-``SearchService`` knows only ports (``Embedder``, ``VectorIndex``, ``ImageStore``): the query handler and
-local mode build it with real adapters, and it never sees HTTP. Every result carries a presigned GET, so
-a browser fetches images straight from the bucket and the bucket stays private.
+``SearchService`` knows only ports (``Serving``, which names the index and its model per request, and
+``ImageStore``): the query handler and local mode build it with real adapters, and it never sees HTTP.
+Every result carries a presigned GET, so a browser fetches images straight from the bucket and the
+bucket stays private.
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ from simsearch.preprocess import ImageLimits, decode_image
 
 if TYPE_CHECKING:
     from simsearch.embedder import Embedder
-    from simsearch.index.port import VectorIndex
     from simsearch.settings import Settings
     from simsearch.storage import ImageStore
+    from simsearch.targets import Serving, Target
 
 MAX_RESULTS = 100
 """The largest ``k`` a query may ask for: every result costs a presigned URL and a thumbnail download."""
@@ -155,11 +156,9 @@ class Health:
 class SearchService:
     """Turns each kind of query into a vector, asks the index, and links every hit to its image."""
 
-    def __init__(
-        self, *, embedder: Embedder, index: VectorIndex, images: ImageStore, config: QueryConfig
-    ) -> None:
-        self._embedder = embedder
-        self._index = index
+    def __init__(self, *, serving: Serving, images: ImageStore, config: QueryConfig) -> None:
+        """``serving`` says, per request, which index answers and with which model (``simsearch.targets``)."""
+        self._serving = serving
         self._images = images
         self._config = config
 
@@ -173,8 +172,9 @@ class SearchService:
             IndexUnavailableError, StorageUnavailableError: retry later.
         """
         started = time.perf_counter()
-        vector, exclude = self._query_vector(query)
-        hits = self._index.search(
+        target = self._serving.current()  # one index and its own model for the whole request
+        vector, exclude = self._query_vector(query, target)
+        hits = target.index.search(
             vector,
             k=options.k,
             filters=options.filters,
@@ -183,19 +183,19 @@ class SearchService:
         )
         return SearchResults(
             results=tuple(self._result(hit) for hit in hits),
-            model_id=self._embedder.model_id,
-            index=self._index.name,
+            model_id=target.embedder.model_id,
+            index=target.index.name,
             took_ms=round((time.perf_counter() - started) * 1000, 1),
         )
 
     def close(self) -> None:
-        """Release every part: the model's threads, the index connection, the S3 client."""
-        for part in (self._embedder, self._index, self._images):
+        """Release every part: the models' threads, the index connections, the S3 client."""
+        for part in (self._serving, self._images):
             part.close()
 
     def image(self, image_id: str) -> ImageView:
         """An indexed image's metadata with a presigned GET; ``NotFoundError`` for an unknown id."""
-        metadata = self._index.get(image_id).metadata
+        metadata = self._serving.current().index.get(image_id).metadata
         return ImageView(
             id=image_id,
             key=metadata.key,
@@ -226,31 +226,32 @@ class SearchService:
 
     def health(self) -> Health:
         """The model and index in use and how many images the index holds; raises if it cannot answer."""
+        target = self._serving.current()
         try:
-            documents = self._index.count()
+            documents = target.index.count()
         except NotFoundError as error:  # not bootstrapped yet: the service is not ready, nothing is "missing"
-            raise IndexUnavailableError(f"index {self._index.name!r} does not exist yet") from error
+            raise IndexUnavailableError(f"index {target.index.name!r} does not exist yet") from error
         return Health(
-            status="ok", model_id=self._embedder.model_id, index=self._index.name, documents=documents
+            status="ok", model_id=target.embedder.model_id, index=target.index.name, documents=documents
         )
 
-    def _query_vector(self, query: Query) -> tuple[Vector, tuple[str, ...]]:
-        """The vector to search with, and the ids to leave out of the results."""
+    def _query_vector(self, query: Query, target: Target) -> tuple[Vector, tuple[str, ...]]:
+        """The vector to search ``target`` with, and the ids to leave out of the results."""
         match query:
             case ImageQuery(data=data):
-                return self._embed(data), ()
+                return self._embed(data, target.embedder), ()
             case StoredImageQuery(key=key):
-                return self._embed(self._read_stored(key)), ()
+                return self._embed(self._read_stored(key), target.embedder), ()
             case IndexedImageQuery(image_id=image_id):
-                return self._index.get(image_id).vector, (image_id,)
+                return target.index.get(image_id).vector, (image_id,)
             case VectorQuery(values=values):
-                return self._checked_vector(values), ()
+                return self._checked_vector(values, target.embedder), ()
             case _:
                 assert_never(query)
 
-    def _embed(self, data: bytes) -> Vector:
+    def _embed(self, data: bytes, embedder: Embedder) -> Vector:
         decoded = decode_image(data, limits=self._config.limits)
-        vector: Vector = self._embedder.embed([decoded.rgb])[0]
+        vector: Vector = embedder.embed([decoded.rgb])[0]
         return vector
 
     def _read_stored(self, key: str) -> bytes:
@@ -261,12 +262,12 @@ class SearchService:
             raise ImageTooLargeError(f"s3 object {key!r} is {stored.size} bytes; the limit is {limit} bytes")
         return self._images.read(stored)
 
-    def _checked_vector(self, values: Sequence[float]) -> Vector:
+    def _checked_vector(self, values: Sequence[float], embedder: Embedder) -> Vector:
         """The vector as float32; the index checks finiteness and normalises it."""
-        if len(values) != self._embedder.dim:
+        if len(values) != embedder.dim:
             raise InvalidVectorError(
-                f"vector has {len(values)} values; model {self._embedder.model_id} "
-                f"embeds images into {self._embedder.dim}"
+                f"vector has {len(values)} values; "
+                f"model {embedder.model_id} embeds images into {embedder.dim}"
             )
         try:
             vector: Vector = np.asarray(values, dtype=np.float32)

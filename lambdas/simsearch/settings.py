@@ -34,6 +34,9 @@ class Settings:
 
     model_dir: Path
     images_bucket: str
+    # Where other functions find this model (s3://bucket/prefix/ in AWS); empty: ``model_dir`` itself
+    model_uri: str = ""
+    model_cache_dir: Path = Path("/tmp/simsearch-models")  # models fetched from model_uri (Lambda's /tmp)
     opensearch_url: str = ""  # empty: use the embedded index at ``embedded_index_path``
     embedded_index_path: Path = Path(".cache/index/simsearch.sqlite")
     opensearch_auth: AuthMode = "sigv4"

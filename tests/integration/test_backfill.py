@@ -7,7 +7,7 @@ import pytest
 from localmode.cloud import LocalCloud
 from simsearch import bootstrap
 from simsearch.backfill import BackfillSummary, backfill, main
-from simsearch.ingestion import IngestionService, KeyOutcome
+from simsearch.ingestion import Ingestion, KeyOutcome
 from simsearch.settings import Settings
 from simsearch.storage import S3ImageStore
 from tests.image_factories import photo
@@ -30,18 +30,19 @@ def bucket(cloud: LocalCloud) -> Uploads:
 
 
 @pytest.fixture
-def service(bucket: Uploads, ingest_settings: Settings) -> IngestionService:
+def service(bucket: Uploads, ingest_settings: Settings) -> Ingestion:
+    bootstrap.attach(ingest_settings)  # the deployment's index, as its bootstrap makes it
     return bootstrap.ingestion(ingest_settings, images=S3ImageStore(bucket.s3))
 
 
-def run(service: IngestionService, bucket: Uploads, prefix: str, *, batch_size: int = 32) -> BackfillSummary:
+def run(service: Ingestion, bucket: Uploads, prefix: str, *, batch_size: int = 32) -> BackfillSummary:
     return backfill(
         service, S3ImageStore(bucket.s3), bucket=bucket.bucket, prefix=prefix, batch_size=batch_size
     )
 
 
 def test_a_backfill_indexes_everything_under_the_prefix_and_counts_it(
-    service: IngestionService, bucket: Uploads, index_view: IndexView
+    service: Ingestion, bucket: Uploads, index_view: IndexView
 ) -> None:
     seen: list[KeyOutcome] = []
 
@@ -63,7 +64,7 @@ def test_a_backfill_indexes_everything_under_the_prefix_and_counts_it(
 
 
 def test_a_second_backfill_skips_what_is_indexed_and_picks_up_changes(
-    service: IngestionService, bucket: Uploads, index_view: IndexView
+    service: Ingestion, bucket: Uploads, index_view: IndexView
 ) -> None:
     run(service, bucket, "zoo/")
     bucket.put(CATS[0], photo(1234))
@@ -79,7 +80,7 @@ def test_a_second_backfill_skips_what_is_indexed_and_picks_up_changes(
 
 
 def test_an_interrupted_backfill_resumes_where_it_stopped(
-    service: IngestionService, bucket: Uploads, index_view: IndexView
+    service: Ingestion, bucket: Uploads, index_view: IndexView
 ) -> None:
     run(service, bucket, "zoo/cats/")  # as far as the first run got
 
@@ -90,7 +91,7 @@ def test_an_interrupted_backfill_resumes_where_it_stopped(
 
 
 def test_a_whole_bucket_backfill_leaves_query_uploads_out(
-    service: IngestionService, bucket: Uploads, index_view: IndexView
+    service: Ingestion, bucket: Uploads, index_view: IndexView
 ) -> None:
     summary = run(service, bucket, "", batch_size=4)
 

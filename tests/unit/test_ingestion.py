@@ -80,8 +80,8 @@ def world_of(
     settings: Settings, *, embedder: StubEmbedder | None = None, index: VectorIndex | None = None
 ) -> World:
     store, stub = MemoryImageStore(), embedder or StubEmbedder()
-    service = bootstrap.ingestion(settings, images=store, embedder=stub, index=index)
     view = connect_index(settings, model_id=stub.model_id, dim=stub.dim)
+    service = bootstrap.ingestion(settings, images=store, embedder=stub, index=index or view)
     return World(store, stub, service, view, connect_failure_log(settings))
 
 
@@ -271,7 +271,11 @@ def test_an_object_over_the_byte_limit_is_refused_from_its_head_and_its_old_vect
 def test_a_transient_storage_failure_is_retried_and_a_permanent_one_recorded(
     settings: Settings, failing: SimsearchError, outcome: str
 ) -> None:
-    service = bootstrap.ingestion(settings, images=MemoryImageStore(failing=failing), embedder=StubEmbedder())
+    stub = StubEmbedder()
+    index = connect_index(settings, model_id=stub.model_id, dim=stub.dim)
+    service = bootstrap.ingestion(
+        settings, images=MemoryImageStore(failing=failing), embedder=stub, index=index
+    )
 
     assert [(o.kind, o.reason) for o in service.sync([Change(bucket=BUCKET, key=KEY)])] == [
         (outcome, failing.code)

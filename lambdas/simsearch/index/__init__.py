@@ -18,6 +18,9 @@ if TYPE_CHECKING:
         Filters,
         Hit,
         ImageMetadata,
+        IndexCollection,
+        IndexInfo,
+        Pointers,
         Vector,
         VectorIndex,
         WriteResult,
@@ -31,9 +34,13 @@ __all__ = [
     "Filters",
     "Hit",
     "ImageMetadata",
+    "IndexCollection",
+    "IndexInfo",
+    "Pointers",
     "Vector",
     "VectorIndex",
     "WriteResult",
+    "connect_collection",
     "connect_failure_log",
     "connect_index",
 ]
@@ -55,6 +62,17 @@ def connect_index(settings: Settings, *, model_id: str, dim: int) -> VectorIndex
     from simsearch.index.embedded import EmbeddedIndex
 
     return EmbeddedIndex.connect(settings, model_id=model_id, dim=dim)
+
+
+def connect_collection(settings: Settings) -> IndexCollection:
+    """The deployment's indexes and pointers, in whichever store ``connect_index`` picks."""
+    if settings.opensearch_url:
+        from simsearch.index.opensearch_collection import OpenSearchCollection
+
+        return OpenSearchCollection.connect(settings)
+    from simsearch.index.embedded import EmbeddedCollection
+
+    return EmbeddedCollection.connect(settings)
 
 
 def connect_failure_log(settings: Settings) -> FailureLog:

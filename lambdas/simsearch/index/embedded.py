@@ -34,13 +34,15 @@ import numpy as np
 
 from simsearch.errors import ConfigError, IndexUnavailableError, NotFoundError
 from simsearch.index import mapping
-from simsearch.index.naming import alias_name, version_name
+from simsearch.index.naming import POINTERS, Pointer, alias_name, version_name
 from simsearch.index.port import (
     Document,
     FailureRecord,
     Filters,
     Hit,
     ImageMetadata,
+    IndexInfo,
+    Pointers,
     Vector,
     WriteResult,
     check_search_arguments,
@@ -69,6 +71,17 @@ CREATE TABLE IF NOT EXISTS documents (
     UNIQUE (index_name, image_id)
 );
 CREATE INDEX IF NOT EXISTS documents_by_label ON documents (index_name, label);
+CREATE TABLE IF NOT EXISTS models (
+    index_name TEXT PRIMARY KEY REFERENCES indexes (name),
+    model_id TEXT NOT NULL,
+    model_uri TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pointers (
+    prefix TEXT NOT NULL,
+    pointer TEXT NOT NULL,
+    target TEXT NOT NULL REFERENCES indexes (name),
+    PRIMARY KEY (prefix, pointer, target)
+);
 CREATE TABLE IF NOT EXISTS failures (
     key TEXT NOT NULL,
     etag TEXT NOT NULL,
@@ -152,6 +165,10 @@ class _Store:
             cached.generation = generation
             self._neighbours[index_name] = cached
         return cached
+
+    def forget(self, index_name: str) -> None:
+        """Drop the in-memory structure of an index that no longer exists."""
+        self._neighbours.pop(index_name, None)
 
     def changed(self, conn: sqlite3.Connection, index_name: str) -> int:
         """Count one more write to ``index_name`` (inside its transaction); returns the new generation."""
@@ -513,6 +530,113 @@ class EmbeddedIndex:
                 )
             )
         return hits
+
+
+class EmbeddedCollection:
+    """An ``IndexCollection`` in the same SQLite file: each index's model and the pointers are rows,
+    changed in one transaction each."""
+
+    def __init__(self, store: _Store, *, prefix: str, space_type: SpaceType = Settings.space_type) -> None:
+        self._store = store
+        self._prefix = prefix
+        self._space_type = space_type
+
+    @classmethod
+    def connect(cls, settings: Settings) -> EmbeddedCollection:
+        hnsw = HnswParams(
+            m=settings.hnsw_m,
+            ef_construction=settings.hnsw_ef_construction,
+            ef_search=settings.hnsw_ef_search,
+        )
+        store = _Store(settings.embedded_index_path, hnsw)
+        return cls(store, prefix=settings.index_prefix, space_type=settings.space_type)
+
+    def pointers(self) -> Pointers:
+        with self._store.reading() as conn:
+            rows = conn.execute(
+                "SELECT p.pointer, p.target, m.model_id, m.model_uri, i.dim FROM pointers p"
+                " JOIN indexes i ON i.name = p.target LEFT JOIN models m ON m.index_name = p.target"
+                " WHERE p.prefix = ? ORDER BY p.target",
+                (self._prefix,),
+            ).fetchall()
+        found: dict[str, list[IndexInfo]] = {pointer: [] for pointer in POINTERS}
+        for pointer, target, model_id, model_uri, dim in rows:
+            found[pointer].append(IndexInfo(name=target, model_id=model_id, model_uri=model_uri, dim=dim))
+        return Pointers(
+            serving=next(iter(found["serving"]), None),
+            writing=tuple(found["writing"]),
+            previous=next(iter(found["previous"]), None),
+        )
+
+    def create(self, *, model_id: str, model_uri: str, dim: int) -> IndexInfo:
+        alias = alias_name(self._prefix, model_id)
+        name = EmbeddedIndex(
+            self._store, alias=alias, name=alias, dim=dim, space_type=self._space_type
+        ).ensure()
+        with self._store.writing() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO models (index_name, model_id, model_uri) VALUES (?, ?, ?)",
+                (name, model_id, model_uri),
+            )
+        return IndexInfo(name=name, model_id=model_id, model_uri=model_uri, dim=dim)
+
+    def index(self, info: IndexInfo) -> EmbeddedIndex:
+        alias = alias_name(self._prefix, info.model_id)
+        return EmbeddedIndex(
+            self._store, alias=alias, name=info.name, dim=info.dim, space_type=self._space_type
+        )
+
+    def add_writer(self, name: str) -> None:
+        with self._store.writing() as conn:
+            self._point(conn, "writing", name)
+
+    def remove_writer(self, name: str) -> None:
+        with self._store.writing() as conn:
+            conn.execute(
+                "DELETE FROM pointers WHERE prefix = ? AND pointer = 'writing' AND target = ?",
+                (self._prefix, name),
+            )
+
+    def serve(self, name: str) -> None:
+        with self._store.writing() as conn:
+            serving = conn.execute(
+                "SELECT target FROM pointers WHERE prefix = ? AND pointer = 'serving'", (self._prefix,)
+            ).fetchone()
+            if serving is not None and serving[0] != name:
+                conn.execute(
+                    "DELETE FROM pointers WHERE prefix = ? AND pointer IN ('serving', 'previous')",
+                    (self._prefix,),
+                )
+                self._point(conn, "previous", serving[0])
+            self._point(conn, "serving", name)
+
+    def drop(self, name: str) -> None:
+        with self._store.lock:
+            with self._store.writing() as conn:
+                still = conn.execute(
+                    "SELECT 1 FROM pointers WHERE target = ? AND pointer IN ('serving', 'writing')", (name,)
+                ).fetchone()
+                if still is not None:
+                    raise ConfigError(
+                        f"index {name!r} still serves or takes writes; switch or stop writing first"
+                    )
+                conn.execute("DELETE FROM pointers WHERE target = ?", (name,))
+                conn.execute("DELETE FROM documents WHERE index_name = ?", (name,))
+                conn.execute("DELETE FROM models WHERE index_name = ?", (name,))
+                conn.execute("DELETE FROM aliases WHERE target = ?", (name,))
+                conn.execute("DELETE FROM indexes WHERE name = ?", (name,))
+            self._store.forget(name)
+
+    def close(self) -> None:
+        self._store.close()
+
+    def _point(self, conn: sqlite3.Connection, pointer: Pointer, name: str) -> None:
+        if conn.execute("SELECT 1 FROM indexes WHERE name = ?", (name,)).fetchone() is None:
+            raise NotFoundError(f"index {name!r} does not exist")
+        conn.execute(
+            "INSERT OR IGNORE INTO pointers (prefix, pointer, target) VALUES (?, ?, ?)",
+            (self._prefix, pointer, name),
+        )
 
 
 class EmbeddedFailureLog:

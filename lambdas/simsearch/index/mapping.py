@@ -28,6 +28,7 @@ in [-1, 1] next to the raw score. tests/unit/test_index_mapping.py transcribes e
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from simsearch.errors import ConfigError
@@ -68,6 +69,7 @@ def index_body(
     ef_construction: int,
     ef_search: int,
     fp16: bool = False,
+    model: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The settings and mappings of one versioned vector index.
 
@@ -95,7 +97,10 @@ def index_body(
         **{name: {"type": "integer"} for name in INTEGER_FIELDS},
         **{name: {"type": "date"} for name in DATE_FIELDS},
     }
-    return {"settings": {"index": settings}, "mappings": {"dynamic": "strict", "properties": properties}}
+    mappings: dict[str, Any] = {"dynamic": "strict", "properties": properties}
+    if model:
+        mappings["_meta"] = dict(model)  # which model's vectors these are, and where that model lives
+    return {"settings": {"index": settings}, "mappings": mappings}
 
 
 def failures_body() -> dict[str, Any]:

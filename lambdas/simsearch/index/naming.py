@@ -1,13 +1,16 @@
 """Index and alias names, in one place: the adapters, the CDK index bootstrap and the tests share them.
 
-Searches and writes go to the alias ``<prefix>-<model_id>``; it points at one concrete index
-``<prefix>-<model_id>-v<N>``, so a re-index can fill ``v<N+1>`` and swap the alias atomically.
+A model's vectors live in concrete indexes ``<prefix>-<model_id>-v<N>``, reached through the alias
+``<prefix>-<model_id>``. Which of a deployment's indexes answer queries and which take writes is kept
+in three more aliases (``pointer_name``): ``serving`` (one index), ``writing`` (one, or two during a
+re-index) and ``previous`` (what served before the last switch, for a rollback).
 Standard library only (the CDK app imports it at synth time).
 """
 
 from __future__ import annotations
 
 import re
+from typing import Literal, get_args
 
 from simsearch.errors import ConfigError
 
@@ -49,6 +52,15 @@ def versions_pattern(alias: str) -> str:
     that names no index (``GET /_alias/<alias>`` resolves against every index in the cluster).
     """
     return f"{alias}-v*"
+
+
+Pointer = Literal["serving", "writing", "previous"]
+POINTERS: tuple[Pointer, ...] = get_args(Pointer)
+
+
+def pointer_name(prefix: str, pointer: Pointer) -> str:
+    """The alias that says which of ``prefix``'s indexes serve, take writes, or served before."""
+    return alias_name(prefix, pointer)
 
 
 def failures_name(prefix: str) -> str:

@@ -75,6 +75,7 @@ class IndexConfig:
     ef_construction: int = Settings.hnsw_ef_construction
     ef_search: int = Settings.hnsw_ef_search
     fp16: bool = False
+    model: Mapping[str, str] | None = None  # recorded in the mapping's _meta: model_id, model_uri
 
     @classmethod
     def from_settings(cls, settings: Settings, *, dim: int) -> IndexConfig:
@@ -96,6 +97,7 @@ class IndexConfig:
             ef_construction=self.ef_construction,
             ef_search=self.ef_search,
             fp16=self.fp16,
+            model=self.model,
         )
 
 
@@ -362,7 +364,7 @@ class OpenSearchIndex:
 
     @contextmanager
     def _errors(self, *, missing: str | None = None) -> Iterator[None]:
-        with _translated_errors(self._name, missing=missing):
+        with translated_errors(self._name, missing=missing):
             yield
 
 
@@ -392,7 +394,7 @@ def _reason(info: Mapping[str, Any]) -> str:
 
 
 @contextmanager
-def _translated_errors(index: str, *, missing: str | None = None) -> Iterator[None]:
+def translated_errors(index: str, *, missing: str | None = None) -> Iterator[None]:
     """Re-raise opensearch-py errors as ours; anything else (e.g. a 400 on our own query) is a bug."""
     try:
         yield
@@ -430,7 +432,7 @@ class OpenSearchFailureLog:
         return cls(client_for(settings), name=failures_name(settings.index_prefix), refresh=refresh)
 
     def ensure(self) -> None:
-        with _translated_errors(self._name):
+        with translated_errors(self._name):
             try:
                 self._client.indices.create(index=self._name, body=mapping.failures_body())
             except os_errors.RequestError as error:
@@ -449,7 +451,7 @@ class OpenSearchFailureLog:
         }
         if failure.etag is not None:
             document["etag"] = failure.etag
-        with _translated_errors(self._name):
+        with translated_errors(self._name):
             self._client.index(
                 index=self._name,
                 id=_failure_id(failure.key, failure.etag),
@@ -459,7 +461,7 @@ class OpenSearchFailureLog:
 
     def recent(self, limit: int) -> list[FailureRecord]:
         body = {"size": limit, "sort": [{"at": {"order": "desc"}}], "query": {"match_all": {}}}
-        with _translated_errors(self._name):
+        with translated_errors(self._name):
             response = self._client.search(index=self._name, body=body)
         return [
             FailureRecord(

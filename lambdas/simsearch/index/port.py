@@ -168,6 +168,68 @@ class VectorIndex(Protocol):
         ...
 
 
+@dataclass(frozen=True, kw_only=True)
+class IndexInfo:
+    """One concrete index of a deployment, and the model whose vectors it holds.
+
+    The model travels with the index (OpenSearch keeps it in the mapping's ``_meta``), so whoever
+    searches or writes an index embeds with that index's own model: a query embedded with one model is
+    never searched in another model's index, whichever index a pointer names at that moment.
+    """
+
+    name: str
+    model_id: str
+    model_uri: str  # where the model can be loaded from: s3://bucket/prefix/ in AWS, a directory locally
+    dim: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Pointers:
+    """Which indexes answer queries (``serving``), take writes (``writing``: two while a re-index runs),
+    and served before the last switch (``previous``, what a rollback returns to)."""
+
+    serving: IndexInfo | None = None
+    writing: tuple[IndexInfo, ...] = ()
+    previous: IndexInfo | None = None
+
+    @property
+    def building(self) -> IndexInfo | None:
+        """The index a re-index fills: taking writes, not yet serving (None when none is being built)."""
+        return next((info for info in self.writing if info != self.serving), None)
+
+
+class IndexCollection(Protocol):
+    """The indexes of one deployment (one index prefix) and the pointers that say what each is for.
+
+    Every pointer change is one atomic step (an OpenSearch ``_aliases`` request, or one SQLite
+    transaction), so a reader sees the pointers before or after it, never half-way.
+    """
+
+    def pointers(self) -> Pointers: ...
+
+    def create(self, *, model_id: str, model_uri: str, dim: int) -> IndexInfo:
+        """The index for ``model_id`` (created with its model recorded if missing; idempotent)."""
+        ...
+
+    def index(self, info: IndexInfo) -> VectorIndex:
+        """A handle that reads and writes exactly ``info``'s concrete index."""
+        ...
+
+    def add_writer(self, name: str) -> None: ...
+
+    def remove_writer(self, name: str) -> None: ...
+
+    def serve(self, name: str) -> None:
+        """Point ``serving`` at ``name``, and ``previous`` at what served before, in one step."""
+        ...
+
+    def drop(self, name: str) -> None:
+        """Delete an index that neither serves nor takes writes (``ConfigError`` if it does)."""
+        ...
+
+    def close(self) -> None: ...
+
+
 class FailureLog(Protocol):
     """Where ingestion records objects it gave up on."""
 

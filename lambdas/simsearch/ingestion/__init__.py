@@ -30,6 +30,7 @@ from simsearch.ingestion.changes import (
     INDEX_WRITE_FAILED,
     QUERY_UPLOAD,
     Change,
+    Ingestion,
     KeyOutcome,
     OutcomeKind,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "INDEX_WRITE_FAILED",
     "QUERY_UPLOAD",
     "Change",
+    "Ingestion",
     "IngestionService",
     "KeyOutcome",
     "OutcomeKind",

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 from simsearch.ids import image_id_for
 
@@ -82,3 +82,11 @@ def newest_sequencer(sequencers: Iterable[str | None]) -> str | None:
     """
     known = [sequencer for sequencer in sequencers if sequencer is not None]
     return max(known, key=lambda sequencer: int(sequencer, 16), default=None)
+
+
+class Ingestion(Protocol):
+    """What keeps indexes in step with a bucket: one index (``IngestionService``) or every writing one."""
+
+    def sync(self, changes: Sequence[Change]) -> list[KeyOutcome]: ...
+
+    def close(self) -> None: ...

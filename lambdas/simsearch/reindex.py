@@ -1,0 +1,211 @@
+"""Re-indexing without downtime: fill a new model's index beside the serving one, switch when it is ready.
+
+The pointers (``simsearch.index.port.Pointers``) carry the whole sequence, and each step is one atomic
+pointer change, so queries never wait and never mix models:
+
+1. ``attach``: a deployment with a new model creates that model's index and adds it to ``writing``;
+   ``serving`` stays where it is. From then on every upload and delete reaches both indexes, each
+   embedded with its own index's model (``simsearch.ingestion.collection``).
+2. backfill: every object already in the bucket is synced into the new index (AWS: the Step Functions
+   distributed map; locally: ``imgsearch reindex start``). Objects that change meanwhile end up right
+   either way, because ingestion decides from the object as it is now.
+3. ``gate``: the new index must hold at least what the serving one holds (less a tolerance for images
+   only the old model could read), and optionally return neighbours like the serving one's on a sample.
+4. ``switch``: ``serving`` moves to the new index and ``previous`` to the old, in one step. Both still
+   take writes, so ``rollback`` (``serving`` back to ``previous``) loses nothing.
+5. ``cleanup``: the index that no longer serves stops taking writes and is deleted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from simsearch.errors import ConfigError, NotFoundError
+
+if TYPE_CHECKING:
+    from simsearch.index.port import IndexCollection, IndexInfo, Pointers, VectorIndex
+
+DEFAULT_TOLERANCE = 0.005
+"""How far the new index may fall short of the serving one: images only the old model could read."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Attached:
+    """The index of a model, and whether it must be filled before it can serve (``building``)."""
+
+    info: IndexInfo
+    serving: IndexInfo
+
+    @property
+    def building(self) -> bool:
+        return self.info != self.serving
+
+
+@dataclass(frozen=True, kw_only=True)
+class IndexState:
+    info: IndexInfo
+    documents: int
+    roles: tuple[str, ...]  # "serving", "writing", "previous"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Status:
+    pointers: Pointers
+    indexes: tuple[IndexState, ...]
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "serving": self.pointers.serving.name if self.pointers.serving else None,
+            "building": self.pointers.building.name if self.pointers.building else None,
+            "previous": self.pointers.previous.name if self.pointers.previous else None,
+            "indexes": [
+                {
+                    "name": s.info.name,
+                    "model_id": s.info.model_id,
+                    "documents": s.documents,
+                    "roles": list(s.roles),
+                }
+                for s in self.indexes
+            ],
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class Gate:
+    """Whether the index being built may serve, and why not."""
+
+    building: IndexInfo
+    documents: int
+    expected: int
+    overlap: float | None = None
+    problems: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems
+
+
+def attach(collection: IndexCollection, *, model_id: str, model_uri: str, dim: int) -> Attached:
+    """Make ``model_id``'s index take writes, and serve when nothing serves yet (a first deployment)."""
+    info = collection.create(model_id=model_id, model_uri=model_uri, dim=dim)
+    collection.add_writer(info.name)
+    serving = collection.pointers().serving
+    if serving is None:
+        collection.serve(info.name)
+        serving = info
+    return Attached(info=info, serving=serving)
+
+
+def status(collection: IndexCollection) -> Status:
+    """Every index a pointer names, what it is for, and how many images it holds."""
+    pointers = collection.pointers()
+    roles: dict[str, list[str]] = {}
+    known: dict[str, IndexInfo] = {}
+    named = [
+        ("serving", pointers.serving),
+        *(("writing", w) for w in pointers.writing),
+        ("previous", pointers.previous),
+    ]
+    for role, info in named:
+        if info is not None:
+            roles.setdefault(info.name, []).append(role)
+            known[info.name] = info
+    states = tuple(
+        IndexState(
+            info=known[name], documents=collection.index(known[name]).count(), roles=tuple(roles[name])
+        )
+        for name in sorted(roles)
+    )
+    return Status(pointers=pointers, indexes=states)
+
+
+def gate(
+    collection: IndexCollection,
+    *,
+    tolerance: float = DEFAULT_TOLERANCE,
+    sample: int = 0,
+    min_overlap: float = 0.0,
+    k: int = 10,
+    seed: int = 0,
+) -> Gate:
+    """Check the index being built against the serving one: counts, and top-``k`` overlap on ``sample``."""
+    pointers = collection.pointers()
+    building, serving = _building(pointers), pointers.serving
+    if serving is None:
+        raise NotFoundError("nothing serves yet: there is nothing to switch from")
+    new, old = collection.index(building), collection.index(serving)
+    documents, held = new.count(), old.count()
+    expected = int(held * (1 - tolerance))
+    problems = []
+    if documents < expected:
+        problems.append(
+            f"{building.name} holds {documents} images; the serving {serving.name} holds {held}, so at least "
+            f"{expected} are expected (tolerance {tolerance:.1%}): let the backfill finish, or look at "
+            "`imgsearch failures`"
+        )
+    overlap = _overlap(old, new, sample=sample, k=k, seed=seed) if sample else None
+    if overlap is not None and overlap < min_overlap:
+        problems.append(f"top-{k} overlap with the serving index is {overlap:.2f}, below {min_overlap:.2f}")
+    return Gate(
+        building=building, documents=documents, expected=expected, overlap=overlap, problems=tuple(problems)
+    )
+
+
+def switch(collection: IndexCollection, *, check: Gate | None = None, force: bool = False) -> Pointers:
+    """Serve the index being built (after ``check``, or a fresh ``gate``, unless ``force``)."""
+    result = check or gate(collection)
+    if not (result.passed or force):
+        raise ConfigError("the new index may not serve yet: " + "; ".join(result.problems))
+    collection.serve(result.building.name)
+    return collection.pointers()
+
+
+def rollback(collection: IndexCollection) -> Pointers:
+    """Serve again what served before the last switch (it kept taking writes)."""
+    previous = collection.pointers().previous
+    if previous is None:
+        raise NotFoundError("nothing served before: there is nothing to roll back to")
+    collection.serve(previous.name)
+    return collection.pointers()
+
+
+def cleanup(collection: IndexCollection) -> list[str]:
+    """Stop writing to, and delete, every index that is not serving (after a switch or a rollback)."""
+    pointers = collection.pointers()
+    serving = pointers.serving
+    if serving is None:
+        raise NotFoundError("nothing serves: there is nothing to keep")
+    dropped = [info.name for info in (*pointers.writing, pointers.previous) if info and info != serving]
+    for name in dict.fromkeys(dropped):
+        collection.remove_writer(name)
+        collection.drop(name)
+    return list(dict.fromkeys(dropped))
+
+
+def _building(pointers: Pointers) -> IndexInfo:
+    if pointers.building is None:
+        raise NotFoundError("no index is being built: a re-index starts when a new model is deployed")
+    return pointers.building
+
+
+def _overlap(old: VectorIndex, new: VectorIndex, *, sample: int, k: int, seed: int) -> float:
+    """Mean share of the serving index's top-``k`` that the new index also returns, per sampled image.
+
+    Images are sampled as the serving index's nearest neighbours of random directions; each is then
+    searched in both indexes with its own stored vector there.
+    """
+    rng = np.random.default_rng(seed)
+    probes = rng.standard_normal((sample, old.dim)).astype(np.float32)
+    ids = list(dict.fromkeys(hit.image_id for probe in probes for hit in old.search(probe, k=1)))
+    shares = []
+    for image_id in ids:
+        try:
+            before = {h.image_id for h in old.search(old.get(image_id).vector, k=k)}
+            after = {h.image_id for h in new.search(new.get(image_id).vector, k=k)}
+        except NotFoundError:
+            continue  # not in the new index (yet): the count check speaks for it
+        shares.append(len(before & after) / max(1, len(before)))
+    return sum(shares) / len(shares) if shares else 0.0
