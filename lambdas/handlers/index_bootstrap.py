@@ -5,19 +5,22 @@ Runs as the domain's fine-grained access control master user. Three resource typ
 - ``Custom::SearchAccessRoles``: OpenSearch roles plus their mappings to the functions' IAM roles;
 - ``Custom::SearchAuditLog``: the security plugin's audit logging on (off when deleted), which the
   domain publishes to CloudWatch Logs once the stack enables audit-log publishing;
-- ``Custom::VectorIndex``: the versioned k-NN index behind its alias (``OpenSearchIndex.ensure``, i.e.
-  ``mapping.index_body``: the code and the tests build the same index), and the failures index.
+- ``Custom::VectorIndex``: the bundle's model copied to the models bucket, the model's k-NN index
+  (``mapping.index_body``: the code and the tests build the same index) attached to the deployment's
+  pointers (``simsearch.reindex.attach``: it takes writes, and serves if nothing serves yet), and the
+  failures index. When another model serves, this is a model change: the re-index state machine is
+  started to fill the new index.
 
 Create and Update are idempotent: they (re)apply the desired state and never drop data. Delete removes
-the roles and leaves every index alone. A model change replaces ``Custom::VectorIndex`` (its physical id
-is the alias, which names the model): CloudFormation creates the new alias and index, then deletes the
-old resource, whose index must survive for a rollback; when the whole stack goes, the dev profile's
-domain goes with it and the prod profile's is retained with its data. Properties arrive as strings,
-because CloudFormation passes every custom resource property value as one.
+the roles and leaves every index alone: a model change replaces ``Custom::VectorIndex`` (its physical id
+names the model), and the old index keeps serving until the re-index switches; when the whole stack
+goes, the dev profile's domain goes with it and the prod profile's is retained with its data.
+Properties arrive as strings, because CloudFormation passes every custom resource property value as one.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -26,9 +29,12 @@ from typing import Any, TypeVar, cast, get_args
 from opensearchpy import OpenSearch
 from opensearchpy import exceptions as os_errors
 
+from simsearch import models, reindex
 from simsearch.errors import ConfigError, IndexUnavailableError
 from simsearch.index.mapping import SLOW_LOG_THRESHOLDS
-from simsearch.index.opensearch import IndexConfig, OpenSearchFailureLog, OpenSearchIndex, client_for
+from simsearch.index.naming import alias_name, failures_name
+from simsearch.index.opensearch import IndexConfig, OpenSearchFailureLog, client_for
+from simsearch.index.opensearch_collection import OpenSearchCollection
 from simsearch.settings import Engine, Settings, SpaceType
 
 logger = logging.getLogger(__name__)
@@ -80,7 +86,16 @@ def handler(event: dict[str, Any], _context: object) -> dict[str, Any]:
         return with_retries(lambda: audit_log(client, request))
     if kind == "Custom::VectorIndex":
         physical_id = event.get("PhysicalResourceId", "")
-        return with_retries(lambda: vector_index(client, request, properties, physical_id))
+        return with_retries(
+            lambda: vector_index(
+                client,
+                request,
+                properties,
+                physical_id,
+                publish_model=publish_carried_model,
+                start_reindex=start_execution,
+            )
+        )
     raise ConfigError(f"unknown custom resource type {kind!r}")
 
 
@@ -107,10 +122,21 @@ def audit_log(client: OpenSearch, request: str) -> dict[str, Any]:
 
 
 def vector_index(
-    client: OpenSearch, request: str, properties: Mapping[str, Any], physical_id: str
+    client: OpenSearch,
+    request: str,
+    properties: Mapping[str, Any],
+    physical_id: str,
+    *,
+    publish_model: Callable[[str], None],
+    start_reindex: Callable[[str, str], None],
 ) -> dict[str, Any]:
-    """Ensure the alias, its index and the failures index exist with the given settings; Delete keeps them."""
-    alias = str(properties["Alias"])
+    """Publish the model, create and attach its index and the failures index; re-index on a model change.
+
+    ``publish_model(model_uri)`` copies the carried model there; ``start_reindex(state_machine_arn,
+    target)`` starts the backfill of ``target`` (Step Functions). A re-index starts when this resource
+    names a new model (a Create, or an Update whose physical id changes) and another index serves: an
+    update that changes anything else leaves a running or finished re-index alone.
+    """
     if request == "Delete":
         logger.info("keeping the indexes of %s (see the module docstring)", physical_id)
         return {"PhysicalResourceId": physical_id}
@@ -122,12 +148,39 @@ def vector_index(
         ef_construction=int(properties["EfConstruction"]),
         ef_search=int(properties["EfSearch"]),
     )
-    replicas, failures = int(properties["Replicas"]), str(properties["FailuresIndex"])
-    target = OpenSearchIndex(client, alias=alias, config=config).ensure()
+    prefix, model_id, model_uri = (str(properties[key]) for key in ("Prefix", "ModelId", "ModelUri"))
+    publish_model(model_uri)
+    collection = OpenSearchCollection(client, prefix=prefix, config=config)
+    attached = reindex.attach(collection, model_id=model_id, model_uri=model_uri, dim=config.dim)
+    replicas, failures = int(properties["Replicas"]), failures_name(prefix)
     OpenSearchFailureLog(client, name=failures).ensure()
+    target = attached.info.name
     client.indices.put_settings(index=target, body={"index": _dynamic_settings(config, replicas=replicas)})
     client.indices.put_settings(index=failures, body={"index": {"number_of_replicas": replicas}})
-    return {"PhysicalResourceId": alias, "Data": {"Index": target}}
+    new_id = alias_name(prefix, model_id)
+    if attached.building and new_id != physical_id:
+        logger.info("model change: %s serves, re-indexing into %s", attached.serving.name, target)
+        start_reindex(str(properties["StateMachineArn"]), target)
+    return {"PhysicalResourceId": new_id, "Data": {"Index": target}}
+
+
+def publish_carried_model(model_uri: str) -> None:
+    """Copy the model this bundle carries to ``model_uri`` (``simsearch.models.publish``)."""
+    import boto3  # in the Lambda runtime
+
+    settings = Settings.from_env()
+    if models.publish(settings.model_dir, model_uri, s3=boto3.client("s3", region_name=settings.aws_region)):
+        logger.info("published model to %s", model_uri)
+
+
+def start_execution(state_machine_arn: str, target: str) -> None:
+    """Start the backfill of ``target`` (a second one into the same index would only find it done)."""
+    import boto3  # in the Lambda runtime
+
+    name = f"reindex-{int(time.time())}-{target}"[:80]  # execution names: at most 80 characters
+    boto3.client("stepfunctions").start_execution(
+        stateMachineArn=state_machine_arn, name=name, input=json.dumps({"target": target, "prefix": ""})
+    )
 
 
 def _dynamic_settings(config: IndexConfig, *, replicas: int) -> dict[str, Any]:

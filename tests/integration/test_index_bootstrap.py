@@ -1,31 +1,39 @@
 """The index bootstrap custom resource against the real node: idempotent, data-preserving, patient.
 
 Events are shaped as CloudFormation sends them through the CDK provider framework: every property value
-is a string. Here it is the vector index on the plain node; ``Custom::SearchAccessRoles`` and
-``Custom::SearchAuditLog`` run against the node with the security plugin in test_deployed_access.py.
+is a string. Here it is the vector index on the plain node, with S3 (the models bucket) and Step
+Functions (the re-index it starts) in moto; ``Custom::SearchAccessRoles`` and ``Custom::SearchAuditLog``
+run against the node with the security plugin in test_deployed_access.py.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+from moto import mock_aws
 from opensearchpy import OpenSearch
 
 from handlers.index_bootstrap import handler, vector_index, with_retries
 from simsearch.errors import ConfigError
 from simsearch.index.mapping import SLOW_LOG_THRESHOLDS, index_body
-from simsearch.index.naming import alias_name, failures_name, version_name
+from simsearch.index.naming import alias_name, failures_name, pointer_name, version_name
 from simsearch.index.opensearch import client_for
+from simsearch.manifest import MANIFEST_FILE, ModelManifest
+from simsearch.models import s3_model_uri
 from simsearch.settings import Settings
 from tests.faultproxy import FaultProxy
 
 pytestmark = pytest.mark.integration
 
 DIM = 8
+MODELS_BUCKET = "models-bucket"
+REGION = "us-east-1"
 
 Event = Callable[..., dict[str, Any]]
 
@@ -38,13 +46,17 @@ def prefix(opensearch_client: OpenSearch) -> Iterator[str]:
 
 
 @pytest.fixture
-def event(prefix: str) -> Event:
-    def make(request: str = "Create", physical_id: str | None = None, **overrides: str) -> dict[str, Any]:
+def event(prefix: str, state_machine: str) -> Event:
+    def make(
+        request: str = "Create", physical_id: str | None = None, model: str = "model-a", **overrides: str
+    ) -> dict[str, Any]:
         properties = {
             "ServiceToken": "arn:aws:lambda:us-east-1:123456789012:function:provider",
             "Endpoint": "ignored: the function reads its settings",
-            "Alias": alias_name(prefix, "model-a"),
-            "FailuresIndex": failures_name(prefix),
+            "Prefix": prefix,
+            "ModelId": model,
+            "ModelUri": s3_model_uri(MODELS_BUCKET, model),
+            "StateMachineArn": state_machine,
             "Dimension": str(DIM),
             "Engine": "lucene",  # the test node has no faiss libraries
             "SpaceType": "innerproduct",
@@ -67,10 +79,39 @@ def event(prefix: str) -> Event:
 
 
 @pytest.fixture
-def deployed(monkeypatch: pytest.MonkeyPatch, opensearch_url: str) -> None:
-    """The function's environment as infra writes it, pointing at the test node."""
-    for name, value in _settings(opensearch_url).to_env().items():
+def aws() -> Iterator[None]:
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def state_machine(aws: None) -> str:  # noqa: ARG001 - inside moto
+    """The re-index state machine as far as the bootstrap sees it: something to start an execution of."""
+    machine = boto3.client("stepfunctions", region_name=REGION).create_state_machine(
+        name="reindex",
+        definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}),
+        roleArn="arn:aws:iam::123456789012:role/states",
+    )
+    return str(machine["stateMachineArn"])
+
+
+def executions(state_machine: str) -> list[dict[str, Any]]:
+    """The input of every execution started, oldest first."""
+    client = boto3.client("stepfunctions", region_name=REGION)
+    started = client.list_executions(stateMachineArn=state_machine)["executions"]
+    return [
+        json.loads(client.describe_execution(executionArn=e["executionArn"])["input"])
+        for e in sorted(started, key=lambda e: e["startDate"])
+    ]
+
+
+@pytest.fixture
+def deployed(monkeypatch: pytest.MonkeyPatch, opensearch_url: str, model_dir: Path, aws: None) -> None:  # noqa: ARG001
+    """The function's environment as infra writes it, pointing at the test node; its models bucket."""
+    boto3.client("s3", region_name=REGION).create_bucket(Bucket=MODELS_BUCKET)
+    for name, value in _settings(opensearch_url, model_dir=model_dir).to_env().items():
         monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
 
 
 @pytest.mark.usefixtures("deployed")
@@ -136,16 +177,41 @@ def ef_search_of(client: OpenSearch, index: str) -> str:
 
 
 @pytest.mark.usefixtures("deployed")
-def test_a_model_change_keeps_the_old_index_for_a_rollback(
-    event: Event, prefix: str, opensearch_client: OpenSearch
+def test_create_copies_the_carried_model_to_the_models_bucket_once(
+    event: Event, prefix: str, model_dir: Path
 ) -> None:
-    """CloudFormation replaces the resource (its physical id is the alias): Create new, then Delete old."""
+    handler(event(), None)
+    s3 = boto3.client("s3", region_name=REGION)
+    manifest = ModelManifest.load(model_dir)
+    stored = {o["Key"]: o["LastModified"] for o in s3.list_objects_v2(Bucket=MODELS_BUCKET)["Contents"]}
+    assert sorted(stored) == [
+        f"models/model-a/{name}" for name in sorted((MANIFEST_FILE, manifest.onnx_file))
+    ]
+    handler(event("Update", physical_id=alias_name(prefix, "model-a"), EfSearch="256"), None)
+    again = {o["Key"]: o["LastModified"] for o in s3.list_objects_v2(Bucket=MODELS_BUCKET)["Contents"]}
+    assert again == stored
+
+
+@pytest.mark.usefixtures("deployed")
+def test_a_model_change_builds_beside_the_serving_index_and_starts_the_reindex_once(
+    event: Event, prefix: str, state_machine: str, opensearch_client: OpenSearch
+) -> None:
+    """CloudFormation updates the resource to a new physical id (the new model's alias), then deletes
+    the old one: the old index keeps serving until the re-index switches, and stays for a rollback."""
     old, new = alias_name(prefix, "model-a"), alias_name(prefix, "model-b")
     handler(event(), None)
-    handler(event(Alias=new), None)
+    assert executions(state_machine) == []  # the first model serves at once: nothing to fill
+    response = handler(event("Update", physical_id=old, model="model-b"), None)
+    assert response["PhysicalResourceId"] == new
+    serving, writing = (pointer_name(prefix, p) for p in ("serving", "writing"))
+    aliases = opensearch_client.indices.get_alias(index=f"{prefix}-*")
+    assert sorted(aliases[version_name(old, 1)]["aliases"]) == sorted([old, serving, writing])
+    assert sorted(aliases[version_name(new, 1)]["aliases"]) == sorted([new, writing])
+    assert executions(state_machine) == [{"target": version_name(new, 1), "prefix": ""}]
+    handler(event("Update", physical_id=new, model="model-b", Replicas="0"), None)  # a later update
     handler(event("Delete", physical_id=old), None)
+    assert len(executions(state_machine)) == 1
     assert opensearch_client.indices.exists(index=version_name(old, 1))
-    assert opensearch_client.indices.exists(index=version_name(new, 1))
     handler(event("Delete", physical_id=old), None)  # deleting again is not an error
 
 
@@ -167,7 +233,9 @@ def test_access_denied_while_the_policy_propagates_is_retried(
         fault = proxy.fail(status=403, times=2)
         client = client_for(_settings(proxy.url))
         properties = event()["ResourceProperties"]
-        response = with_retries(lambda: vector_index(client, "Create", properties, ""), delays=(0, 0, 0))
+        response = with_retries(
+            lambda: vector_index(client, "Create", properties, "", **NO_AWS), delays=(0, 0, 0)
+        )
     assert fault.injected == 2
     assert opensearch_client.indices.exists(index=response["Data"]["Index"])
 
@@ -175,16 +243,26 @@ def test_access_denied_while_the_policy_propagates_is_retried(
 def test_a_dimension_mismatch_fails_at_once_instead_of_retrying(opensearch_url: str, event: Event) -> None:
     with FaultProxy(opensearch_url) as proxy:
         client = client_for(_settings(proxy.url))
-        vector_index(client, "Create", event()["ResourceProperties"], "")
+        vector_index(client, "Create", event()["ResourceProperties"], "", **NO_AWS)
         wider = event(Dimension=str(2 * DIM))["ResourceProperties"]
         before = len(proxy.seen)
+        physical_id = alias_name(wider["Prefix"], wider["ModelId"])
         with pytest.raises(ConfigError, match=f"{DIM}-dimensional"):
-            with_retries(lambda: vector_index(client, "Update", wider, wider["Alias"]), delays=(0, 0, 0))
+            with_retries(
+                lambda: vector_index(client, "Update", wider, physical_id, **NO_AWS), delays=(0, 0, 0)
+            )
         mapping_reads = [seen.path for seen in proxy.seen[before:] if "_mapping" in seen.path]
     assert len(mapping_reads) == 1
 
 
-def _settings(url: str) -> Settings:
+NO_AWS: dict[str, Any] = {"publish_model": lambda _uri: None, "start_reindex": lambda _arn, _target: None}
+
+
+def _settings(url: str, *, model_dir: Path = Path("/unused")) -> Settings:
     return Settings(
-        model_dir=Path("/unused"), images_bucket="unused", opensearch_url=url, opensearch_auth="none"
+        model_dir=model_dir,
+        images_bucket="unused",
+        opensearch_url=url,
+        opensearch_auth="none",
+        aws_region=REGION,
     )

@@ -1,0 +1,64 @@
+"""Step Functions → Lambda: one batch of a backfill's distributed map, synced into one index.
+
+The map lists the bucket (its ``ItemReader``) and hands over batches of objects (``ItemBatcher``) with
+the index to fill (``BatchInput.target``). A batch goes through the ingestion of that index alone,
+deciding exactly as live ingestion does: an object the index already holds with the same ETag for its
+model is ``unchanged``, so running a backfill again, or redriving a failed one, costs HEADs only.
+Images that cannot be indexed are recorded in the failure log and counted; a batch with objects to
+retry raises ``RetryBatch``, which the map retries with backoff (``infra/reindex.py``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools import Logger
+
+from simsearch import bootstrap
+from simsearch.ingestion import Change
+from simsearch.settings import Settings
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+    from simsearch.ingestion.collection import CollectionIngestion
+
+logger = Logger(service="backfill")
+
+
+class RetryBatch(Exception):
+    """Some objects of the batch failed transiently: the map's retry policy sends the batch again."""
+
+
+@cache
+def service() -> CollectionIngestion:
+    """The composition root, once per execution environment."""
+    return bootstrap.collection_ingestion(Settings.from_env())
+
+
+@logger.inject_lambda_context
+def handler(event: dict[str, Any], _context: LambdaContext) -> dict[str, Any]:
+    """``{"Items": [{"Key": ...}, ...], "BatchInput": {"target": index}}`` → the batch's outcome counts."""
+    target = str(event["BatchInput"]["target"])
+    bucket = Settings.from_env().images_bucket
+    changes = [Change(bucket=bucket, key=str(item["Key"])) for item in event["Items"]]
+    outcomes = service().into(target).sync(changes)
+    counts = Counter(outcome.kind for outcome in outcomes)
+    for outcome in outcomes:
+        if outcome.kind in ("failed", "retry"):
+            logger.warning(
+                "image not indexed",
+                extra={
+                    "key": outcome.key,
+                    "outcome": outcome.kind,
+                    "reason": outcome.reason,
+                    "detail": outcome.detail,
+                },
+            )
+    if counts["retry"]:
+        raise RetryBatch(
+            f"{counts['retry']} of {len(changes)} objects failed transiently; retrying the batch"
+        )
+    return {"target": target, "counts": dict(counts)}
