@@ -35,6 +35,8 @@ INDEX_REQUESTS_PER_QUERY = 2
 search); the integration suite checks it against the requests the deployed function really sends."""
 QUERY_INDEX_RETRIES = 1
 MIN_QUERY_INDEX_TIMEOUT_S = 0.5
+MAX_BACKFILL_BATCH = 100
+"""Keys per backfill batch: S3 keys are up to 1 KB and a Lambda invocation's payload at most 256 KB."""
 UNRESERVED_MINIMUM = 100
 """Lambda keeps at least this much of an account's concurrency unreserved: reserved and provisioned
 concurrency may take only "the unreserved account concurrency minus 100" (Lambda developer guide,
@@ -69,6 +71,17 @@ class DeploymentConfig:
     ingest_batch_size: int = 10
     ingest_max_concurrency: int  # SQS event source cap: at most this many batches hit the domain at once
     ingest_reserved_concurrency: int  # 0: none reserved (a new account has only 10 to share)
+    backfill_batch_size: int = 20  # objects per backfill invocation (the distributed map's ItemBatcher)
+    backfill_max_concurrency: (
+        int  # batches at once (the map's MaxConcurrency); at most ingest_max_concurrency
+    )
+    backfill_timeout_s: int = 300
+    backfill_tolerated_failure_percent: int = (
+        1  # of batches that may fail after retries; a redrive redoes them
+    )
+    reindex_auto_switch: (
+        bool  # switch once the gate passes; false: an operator runs `imgsearch reindex switch`
+    )
     query_memory_mb: int = 2048
     query_timeout_s: int = 15
     query_provisioned_concurrency: int
@@ -193,6 +206,24 @@ class DeploymentConfig:
             (not 128 <= self.query_memory_mb <= 10240, "query_memory_mb must be 128..10240"),
             (not 1 <= self.ingest_batch_size <= 10, "ingest_batch_size must be 1..10 (standard SQS batch)"),
             (
+                not 1 <= self.backfill_batch_size <= MAX_BACKFILL_BATCH,
+                f"backfill_batch_size must be 1..{MAX_BACKFILL_BATCH} (a batch's keys travel in one 256 KB "
+                "invocation payload)",
+            ),
+            (
+                not 1 <= self.backfill_max_concurrency <= self.ingest_max_concurrency,
+                "backfill_max_concurrency must be 1..ingest_max_concurrency: the domain is sized for that "
+                "many concurrent writers (raise both to backfill faster on a larger domain)",
+            ),
+            (
+                not 1 <= self.backfill_timeout_s <= 900,
+                "backfill_timeout_s must be 1..900 (Lambda's maximum)",
+            ),
+            (
+                not 0 <= self.backfill_tolerated_failure_percent <= 100,
+                "backfill_tolerated_failure_percent must be 0..100",
+            ),
+            (
                 self.log_retention_days not in RETENTION,
                 f"log_retention_days must be one of {sorted(RETENTION)}",
             ),
@@ -237,6 +268,8 @@ PROFILES: dict[str, DeploymentConfig] = {
         log_retention_days=7,
         ingest_max_concurrency=2,
         ingest_reserved_concurrency=0,
+        backfill_max_concurrency=2,
+        reindex_auto_switch=True,
         query_provisioned_concurrency=0,
         throttle_rate=10,
         throttle_burst=20,
@@ -257,6 +290,8 @@ PROFILES: dict[str, DeploymentConfig] = {
         log_retention_days=90,
         ingest_max_concurrency=10,
         ingest_reserved_concurrency=10,
+        backfill_max_concurrency=10,
+        reindex_auto_switch=False,  # an operator looks at `imgsearch reindex status`, then switches
         query_provisioned_concurrency=1,
         throttle_rate=50,
         throttle_burst=100,

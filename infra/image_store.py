@@ -28,6 +28,8 @@ class ImageStore(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, props: ImageStoreProps) -> None:
         super().__init__(scope, construct_id)
         config = props.config
+        self.access_logs = self._access_logs(config)
+        """Where server access logs go (``access_logs`` profiles); other buckets of the app log here too."""
         self.bucket = s3.Bucket(
             self,
             "Images",
@@ -36,7 +38,7 @@ class ImageStore(Construct):
             enforce_ssl=True,
             removal_policy=config.removal_policy,
             auto_delete_objects=config.destroy_on_delete,  # a bucket must be empty to be deleted
-            server_access_logs_bucket=self._access_logs(config),
+            server_access_logs_bucket=self.access_logs,
             server_access_logs_prefix="images/" if config.access_logs else None,
             lifecycle_rules=[
                 s3.LifecycleRule(

@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from aws_cdk import CustomResource, Duration
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
+from infra.artifacts import Artifacts
 from infra.config import DeploymentConfig
 from infra.functions import FunctionSpec, logical_id, managed_policy_finding, python_function
 from infra.governance import acknowledge
@@ -17,7 +19,7 @@ from infra.log_groups import log_group
 from infra.network import Network
 from infra.packaging import BOOTSTRAP_HANDLER
 from infra.search_domain import SearchDomain
-from simsearch.index.naming import alias_name, failures_name
+from simsearch.index.naming import pointer_name
 from simsearch.manifest import ModelManifest
 from simsearch.settings import Settings
 
@@ -40,6 +42,17 @@ READER_ROLE = {
     "cluster_permissions": ["cluster_composite_ops_ro"],
     "allowed_actions": ["read", "indices:monitor/stats", *INDEX_READ_ACTIONS],
 }
+OPERATOR_ROLE = {
+    # The re-index control steps: read counts and samples, move the pointer aliases, delete an old index.
+    "cluster_permissions": ["cluster_composite_ops_ro"],
+    "allowed_actions": [
+        "read",
+        "indices:monitor/stats",
+        "indices:admin/aliases",
+        "indices:admin/delete",
+        *INDEX_READ_ACTIONS,
+    ],
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,18 +64,22 @@ class IndexBootstrapProps:
     search: SearchDomain
     writers: tuple[iam.IRole, ...]
     readers: tuple[iam.IRole, ...]
+    operators: tuple[iam.IRole, ...]
+    artifacts: Artifacts  # the bootstrap copies the bundle's model to its models bucket
+    state_machine: sfn.IStateMachine  # started to fill a new model's index
     network: Network | None
 
 
 class IndexBootstrap(Construct):
     """Custom resources served by one function that runs as the domain's master user.
 
-    ``AccessRoles`` maps the ingest and query roles to least-privilege OpenSearch roles; ``AuditLog``
-    (when the profile keeps audit logs) turns on the security plugin's audit logging, which the domain
-    then publishes to CloudWatch Logs; ``VectorIndex`` creates ``<prefix>-<model id>-v1`` with
-    ``simsearch.index.mapping.index_body`` and points the alias at it. All are idempotent, so an update
-    re-applies them; a delete leaves every index alone (a model change replaces the resource, and the
-    old index stays for a rollback).
+    ``AccessRoles`` maps the functions' roles to least-privilege OpenSearch roles (writer, reader,
+    operator); ``AuditLog`` (when the profile keeps audit logs) turns on the security plugin's audit
+    logging, which the domain then publishes to CloudWatch Logs; ``VectorIndex`` copies the bundle's
+    model to the models bucket, creates ``<prefix>-<model id>-v1`` with
+    ``simsearch.index.mapping.index_body`` and attaches it to the pointers; on a model change it starts
+    the re-index state machine. All are idempotent, so an update re-applies them; a delete leaves every
+    index alone (a model change replaces the resource, and the old index serves until the switch).
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, props: IndexBootstrapProps) -> None:
@@ -84,6 +101,8 @@ class IndexBootstrap(Construct):
             config=config,
             network=props.network,
         )
+        props.artifacts.grant_publish_models(props.search.admin_role)
+        props.state_machine.grant_start_execution(props.search.admin_role)
         provider = cr.Provider(
             self,
             "Provider",
@@ -103,10 +122,11 @@ class IndexBootstrap(Construct):
                 "Roles": {
                     f"{settings.index_prefix}_writer": _role(WRITER_ROLE, pattern, props.writers),
                     f"{settings.index_prefix}_reader": _role(READER_ROLE, pattern, props.readers),
+                    f"{settings.index_prefix}_operator": _role(OPERATOR_ROLE, pattern, props.operators),
                 },
             },
         )
-        self.alias = alias_name(settings.index_prefix, props.manifest.model_id)
+        self.serving = pointer_name(settings.index_prefix, "serving")
         index = CustomResource(
             self,
             "VectorIndex",
@@ -114,8 +134,10 @@ class IndexBootstrap(Construct):
             resource_type="Custom::VectorIndex",
             properties={
                 **common,
-                "Alias": self.alias,
-                "FailuresIndex": failures_name(settings.index_prefix),
+                "Prefix": settings.index_prefix,
+                "ModelId": props.manifest.model_id,
+                "ModelUri": props.artifacts.model_uri(props.manifest.model_id),
+                "StateMachineArn": props.state_machine.state_machine_arn,
                 "Dimension": props.manifest.embedding_dim,
                 "Engine": settings.engine,
                 "SpaceType": settings.space_type,
@@ -125,6 +147,7 @@ class IndexBootstrap(Construct):
                 "Replicas": config.index_replicas,
             },
         )
+        index.node.add_dependency(access)  # a re-index it starts needs the operator and writer roles
         resources = [access, index]
         if config.audit_logs:
             resources.append(

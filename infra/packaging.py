@@ -44,7 +44,9 @@ MODELS = ROOT / "build" / "models"
 INGEST_HANDLER = "handlers.ingest.handler"
 QUERY_HANDLER = "handlers.query.handler"
 BOOTSTRAP_HANDLER = "handlers.index_bootstrap.handler"
-HANDLERS = (INGEST_HANDLER, QUERY_HANDLER, BOOTSTRAP_HANDLER)
+BACKFILL_HANDLER = "handlers.backfill.handler"
+REINDEX_HANDLER = "handlers.reindex.handler"
+HANDLERS = (INGEST_HANDLER, QUERY_HANDLER, BOOTSTRAP_HANDLER, BACKFILL_HANDLER, REINDEX_HANDLER)
 
 BUNDLED_MODEL = "embedding_model"  # not "model": that name is the converter package in this repository
 LAMBDA_MODEL_DIR = f"/var/task/{BUNDLED_MODEL}"  # where Lambda unpacks the bundle

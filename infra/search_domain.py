@@ -31,6 +31,13 @@ WRITER: Access = (
     (("GET", "POST", "PUT"), ("{p}", "{p}/*")),  # create the indexes, read aliases, mappings, documents
     (("POST",), ("_bulk",)),  # streaming_bulk posts to /_bulk; FGAC still limits each item to the pattern
 )
+OPERATOR: Access = (
+    (("GET",), ("{p}", "{p}/*")),  # the pointers, each index's model (mapping), its documents
+    (("POST",), ("{p}/_search", "{p}/_count")),  # the gate: counts, and neighbours on a sample
+    (("POST",), ("_aliases",)),  # a switch or rollback: the pointer aliases move in one request
+    (("DELETE",), ("{p}",)),  # cleanup: the index that no longer serves
+)
+ACCESS_KINDS = (READER, WRITER, OPERATOR)
 ADMIN_VERBS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH")  # the master user: roles, mappings, indexes
 
 
@@ -121,24 +128,26 @@ class SearchDomain(Construct):
         acknowledge_basic_execution_role(self.admin_role, vpc=props.network is not None)
         self._acknowledge_cdk_helpers()
 
-    def admit(self, grantee: iam.IRole, *, index_pattern: str, write: bool) -> None:
-        """Let ``grantee`` send the requests of ``WRITER`` (else ``READER``) to the ``index_pattern`` indexes.
+    def admit(self, grantee: iam.IRole, *, index_pattern: str, access: Access) -> None:
+        """Let ``grantee`` send the requests of ``access`` (``READER``, ...) to the ``index_pattern`` indexes.
 
         The same statements go into the role's policy and the domain's resource policy, so the request
         is allowed whichever of the two AWS consults first and whatever either says of role sessions.
         """
         arn = self.domain.domain_arn
-        for verbs, paths in WRITER if write else READER:
+        for verbs, paths in access:
             resources = [f"{arn}/{path.format(p=index_pattern)}" for path in paths]
             iam.Grant.add_to_principal(grantee=grantee, actions=_actions(verbs), resource_arns=resources)
             self.domain.add_access_policies(self._allow(grantee, resources, _actions(verbs)))
         domain = f"<{logical_id(self.domain)}.Arn>"
-        wildcards = {path.format(p=index_pattern) for _, paths in READER + WRITER for path in paths}
+        wildcards = {
+            path.format(p=index_pattern) for kind in ACCESS_KINDS for _, paths in kind for path in paths
+        }
         for path in sorted(p for p in wildcards if "*" in p):  # cdk-nag reports each wildcard resource
             acknowledge(
                 grantee,
                 f"AwsSolutions-IAM5[Resource::{domain}/{path}]",
-                "index paths of this app's prefix only: one alias and its versioned indexes",
+                "index paths of this app's prefix only: its indexes and the aliases that point at them",
             )
 
     @property

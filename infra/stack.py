@@ -7,6 +7,7 @@ from pathlib import Path
 from aws_cdk import CfnOutput, Environment, Stack
 from constructs import Construct
 
+from infra.artifacts import Artifacts, ArtifactsProps
 from infra.config import DeploymentConfig
 from infra.functions import role_of
 from infra.image_store import ImageStore, ImageStoreProps
@@ -16,7 +17,8 @@ from infra.monitoring import Monitoring, MonitoringProps
 from infra.network import Network, NetworkProps
 from infra.packaging import LAMBDA_MODEL_DIR, build_bundle, check_size, lambda_code, resolve_model
 from infra.query_api import QueryApi, QueryApiProps
-from infra.search_domain import SearchDomain, SearchDomainProps
+from infra.reindex import Reindex, ReindexProps
+from infra.search_domain import OPERATOR, READER, WRITER, SearchDomain, SearchDomainProps
 from simsearch.manifest import ModelManifest
 from simsearch.settings import Settings
 
@@ -40,6 +42,9 @@ class ImageSearchStack(Stack):
             "Store",
             props=ImageStoreProps(config=config, query_upload_prefix=Settings.query_upload_prefix),
         )
+        artifacts = Artifacts(
+            self, "Artifacts", props=ArtifactsProps(config=config, access_logs=store.access_logs)
+        )
         settings = Settings(
             model_dir=Path(LAMBDA_MODEL_DIR),
             images_bucket=store.bucket.bucket_name,
@@ -58,9 +63,21 @@ class ImageSearchStack(Stack):
             "Query",
             props=QueryApiProps(config=config, settings=settings, code=code, store=store, network=network),
         )
+        reindex = Reindex(
+            self,
+            "Reindex",
+            props=ReindexProps(
+                config=config, settings=settings, code=code, store=store, artifacts=artifacts, network=network
+            ),
+        )
+        for function in (ingestion.function, query.function):
+            artifacts.grant_read_models(function)  # a re-index serves, and writes to, an older model's index
+        writers = (role_of(ingestion.function), role_of(reindex.backfill))
+        readers, operators = (role_of(query.function),), (role_of(reindex.control),)
         index_pattern = f"{config.index_prefix}-*"
-        search.admit(role_of(ingestion.function), index_pattern=index_pattern, write=True)
-        search.admit(role_of(query.function), index_pattern=index_pattern, write=False)
+        for roles, access in ((writers, WRITER), (readers, READER), (operators, OPERATOR)):
+            for role in roles:
+                search.admit(role, index_pattern=index_pattern, access=access)
         if network:
             search.allow_connections_from(network.functions)
         bootstrap = IndexBootstrap(
@@ -72,8 +89,11 @@ class ImageSearchStack(Stack):
                 manifest=manifest,
                 code=code,
                 search=search,
-                writers=(role_of(ingestion.function),),
-                readers=(role_of(query.function),),
+                writers=writers,
+                readers=readers,
+                operators=operators,
+                artifacts=artifacts,
+                state_machine=reindex.state_machine,
                 network=network,
             ),
         )
@@ -99,6 +119,18 @@ class ImageSearchStack(Stack):
             )
         CfnOutput(self, "ImagesBucket", value=store.bucket.bucket_name, description="Upload images here")
         CfnOutput(
-            self, "IndexAlias", value=bootstrap.alias, description="Searches and writes go to this alias"
+            self, "ServingAlias", value=bootstrap.serving, description="The alias of the index that answers"
+        )
+        CfnOutput(
+            self,
+            "ReindexStateMachine",
+            value=reindex.state_machine.state_machine_arn,
+            description="`imgsearch backfill --stack` starts it: fills an index from the bucket",
+        )
+        CfnOutput(
+            self,
+            "ReindexFunction",
+            value=reindex.control.function_name,
+            description="`imgsearch reindex ... --stack` asks it: status, switch, rollback, cleanup",
         )
         CfnOutput(self, "ModelId", value=manifest.model_id, description="The embedding model deployed")

@@ -14,7 +14,13 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from infra.packaging import BOOTSTRAP_HANDLER, INGEST_HANDLER, QUERY_HANDLER
+from infra.packaging import (
+    BACKFILL_HANDLER,
+    BOOTSTRAP_HANDLER,
+    INGEST_HANDLER,
+    QUERY_HANDLER,
+    REINDEX_HANDLER,
+)
 from tests.iam.policies import identity_policies
 from tests.iam.template import ResolvedTemplate
 
@@ -22,7 +28,10 @@ HANDLER_IDENTITIES = {
     INGEST_HANDLER: "ingest function",
     QUERY_HANDLER: "query function",
     BOOTSTRAP_HANDLER: "index bootstrap (the domain's master user)",
+    BACKFILL_HANDLER: "backfill function",
+    REINDEX_HANDLER: "re-index control function",
 }
+STATE_MACHINE = "re-index state machine"
 # CDK's own helpers, by the start of their function's logical id.
 HELPER_IDENTITIES = {
     "IndexBootstrapProviderframeworkonEvent": "custom resource provider (CDK)",
@@ -115,13 +124,15 @@ def _role_identity(template: ResolvedTemplate, role_id: str, role: Mapping[str, 
     if role_id.startswith("CustomS3AutoDeleteObjects"):
         return HELPER_IDENTITIES["CustomS3AutoDeleteObjectsCustomResourceProvider"]
     trusted = role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]["Service"]
+    if trusted.startswith("states."):
+        return STATE_MACHINE
     return f"{SERVICES[trusted]} (account-wide logging role)"
 
 
 def _resource_names(template: ResolvedTemplate) -> dict[str, str]:
     """ARN or name -> what it is, for every resource a policy here names."""
     arns = {
-        "AWS::S3::Bucket": lambda i: "images bucket" if "Images" in i else "access-log bucket",
+        "AWS::S3::Bucket": _bucket_name,
         "AWS::SQS::Queue": lambda i: "uploads queue" if "Uploads" in i else "dead-letter queue",
         "AWS::OpenSearchService::Domain": lambda _: "domain",
         "AWS::KMS::Key": lambda _: "alarm topic's key",
@@ -134,11 +145,22 @@ def _resource_names(template: ResolvedTemplate) -> dict[str, str]:
         if (name := label(i)) is not None
     }
     names |= {template.ref(i): "alarm topic" for i in template.of_type("AWS::SNS::Topic")}
+    for machine_id in template.of_type("AWS::StepFunctions::StateMachine"):
+        arn = str(template.ref(machine_id))
+        names[arn] = STATE_MACHINE
+        names[arn.replace(":stateMachine:", ":execution:")] = f"{STATE_MACHINE}'s executions"
     names |= {template.ref(i): "query function's live alias" for i in template.of_type("AWS::Lambda::Alias")}
     for function_id, function in template.of_type("AWS::Lambda::Function").items():
         if (handler := function["Properties"].get("Handler")) in HANDLER_IDENTITIES:
             names[template.arn(function_id)] = HANDLER_IDENTITIES[handler].split(" (")[0]
     return names
+
+
+def _bucket_name(logical_id: str) -> str:
+    for part, name in (("Images", "images"), ("Models", "models"), ("Reports", "reports")):
+        if part in logical_id:
+            return f"{name} bucket"
+    return "access-log bucket"
 
 
 def _actions(statement: dict[str, Any]) -> str:

@@ -123,6 +123,7 @@ class _Resolver:
             "AWS::Logs::LogGroup": _log_group_name,
             "AWS::ApiGateway::Stage": lambda i: self._resources[i]["Properties"]["StageName"],
             "AWS::CloudWatch::Alarm": self._alarm_name,
+            "AWS::StepFunctions::StateMachine": lambda i: self._arn("states", f"stateMachine:{i}"),
         }
         if kind in refs:
             return refs[kind](logical_id)
@@ -155,6 +156,8 @@ class _Resolver:
             ("AWS::Logs::LogGroup", "Arn"): lambda: self._arn("logs", f"log-group:{name()}:*"),
             ("AWS::CloudWatch::Alarm", "Arn"): lambda: self._arn("cloudwatch", f"alarm:{name()}"),
             ("AWS::ApiGateway::RestApi", "RootResourceId"): lambda: "root0000",
+            ("AWS::StepFunctions::StateMachine", "Arn"): name,
+            ("AWS::StepFunctions::StateMachine", "Name"): lambda: logical_id,
         }
         if (kind, attribute) not in known:
             raise UnresolvedError(f"Fn::GetAtt {logical_id}.{attribute} of a {kind} is not resolved here")

@@ -20,11 +20,19 @@ from aws_cdk.assertions import Match, Template
 from handlers.gateway import BINARY_MEDIA_TYPES
 from infra.config import INDEX_REQUESTS_PER_QUERY, PROFILES, QUERY_RESERVE_S
 from infra.ingestion import MAX_RECEIVES
-from infra.packaging import HANDLERS, LAMBDA_MODEL_DIR, MODELS
+from infra.packaging import (
+    BACKFILL_HANDLER,
+    HANDLERS,
+    INGEST_HANDLER,
+    LAMBDA_MODEL_DIR,
+    MODELS,
+    QUERY_HANDLER,
+    REINDEX_HANDLER,
+)
 from infra.query_api import ROUTES
 from simsearch.errors import ConfigError
-from simsearch.index.naming import alias_name, failures_name
 from simsearch.manifest import ModelManifest
+from simsearch.models import MODELS_PREFIX
 from simsearch.settings import Settings
 from tests.infra.conftest import ROOT, SYNTH_MODEL, VARIANT_CORS_ORIGIN, Synthesis, in_process_stack
 
@@ -111,14 +119,7 @@ def test_domain_admits_only_the_stack_roles(synthesis: Synthesis) -> None:
     (tests/integration/test_deployed_access.py)."""
     template = synthesis.template_json
     principals = {s["Principal"]["AWS"] for s in access_policy(template)["Statement"]}
-    roles = {
-        function_with(template, handler)["Properties"]["Role"]["Fn::GetAtt"][0]
-        for handler in (
-            "handlers.ingest.handler",
-            "handlers.query.handler",
-            "handlers.index_bootstrap.handler",
-        )
-    }
+    roles = {function_with(template, handler)["Properties"]["Role"]["Fn::GetAtt"][0] for handler in HANDLERS}
     assert principals == {f"<{role}.Arn>" for role in roles}
 
 
@@ -126,15 +127,25 @@ def test_opensearch_roles_map_each_function_to_least_privilege(synthesis: Synthe
     template = synthesis.template_json
     [custom] = resources(template, "Custom::SearchAccessRoles").values()
     roles = custom["Properties"]["Roles"]
-    reader = next(r for name, r in roles.items() if name.endswith("_reader"))
-    writer = next(r for name, r in roles.items() if name.endswith("_writer"))
-    query_role = function_with(template, "handlers.query.handler")["Properties"]["Role"]
-    ingest_role = function_with(template, "handlers.ingest.handler")["Properties"]["Role"]
-    assert reader["backend_roles"] == [query_role] and writer["backend_roles"] == [ingest_role]
-    [reader_actions] = [p["allowed_actions"] for p in reader["index_permissions"]]
-    assert not {"crud", "write", "indices:data/write/*", "create_index"} & set(reader_actions)
+    reader, writer, operator = (
+        next(r for name, r in roles.items() if name.endswith(f"_{kind}"))
+        for kind in ("reader", "writer", "operator")
+    )
+
+    def role(handler: str) -> object:
+        return function_with(template, handler)["Properties"]["Role"]
+
+    assert reader["backend_roles"] == [role(QUERY_HANDLER)]
+    assert writer["backend_roles"] == [role(INGEST_HANDLER), role(BACKFILL_HANDLER)]
+    assert operator["backend_roles"] == [role(REINDEX_HANDLER)]
+    writes = {"crud", "write", "indices:data/write/*", "create_index"}
+    for read_only in (reader, operator):
+        assert not writes & set(read_only["index_permissions"][0]["allowed_actions"])
     assert {"crud", "create_index"} <= set(writer["index_permissions"][0]["allowed_actions"])
-    for role in (reader, writer):
+    assert {"indices:admin/aliases", "indices:admin/delete"} <= set(
+        operator["index_permissions"][0]["allowed_actions"]
+    )
+    for role in (reader, writer, operator):
         assert [p["index_patterns"] for p in role["index_permissions"]] == [[f"{_prefix(synthesis)}-*"]]
         assert "*" not in role["cluster_permissions"] + role["index_permissions"][0]["allowed_actions"]
 
@@ -146,8 +157,19 @@ def test_vector_index_resource_uses_the_manifest_dimension_and_the_shared_names(
     synthesis.template.has_resource_properties(
         "Custom::VectorIndex",
         {
-            "Alias": alias_name(config.index_prefix, manifest.model_id),
-            "FailuresIndex": failures_name(config.index_prefix),
+            "Prefix": config.index_prefix,
+            "ModelId": manifest.model_id,
+            "ModelUri": {
+                "Fn::Join": [
+                    "",
+                    [
+                        "s3://",
+                        {"Ref": Match.string_like_regexp("^ArtifactsModels")},
+                        f"/{MODELS_PREFIX}{manifest.model_id}/",
+                    ],
+                ]
+            },
+            "StateMachineArn": {"Ref": Match.string_like_regexp("^ReindexStateMachine")},
             "Dimension": manifest.embedding_dim,
             "Engine": settings.engine,
             "SpaceType": settings.space_type,
@@ -489,7 +511,15 @@ def test_iam_auth_variant_signs_every_method_and_issues_no_api_key(vpc_iam_templ
 
 def test_outputs_name_the_url_the_bucket_and_the_key(dev: Synthesis) -> None:
     outputs = dev.template_json["Outputs"]
-    assert {"ApiUrl", "ApiKeyId", "ImagesBucket", "IndexAlias", "ModelId"} <= set(outputs)
+    assert {
+        "ApiUrl",
+        "ApiKeyId",
+        "ImagesBucket",
+        "ServingAlias",
+        "ModelId",
+        "ReindexStateMachine",
+        "ReindexFunction",
+    } <= set(outputs)
 
 
 def test_no_resource_name_is_hard_coded_for_a_second_stack_in_the_account(synthesis: Synthesis) -> None:
