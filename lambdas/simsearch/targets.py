@@ -79,7 +79,7 @@ class CollectionTargets:
         """The serving index and its model (read again once ``ttl_s`` has passed)."""
         with self._lock:
             if self._serving is None or self._clock() - self._serving[0] > self._ttl_s:
-                serving = self._collection.pointers().serving
+                serving = next(iter(self._collection.pointed("serving")), None)
                 if serving is None:
                     raise IndexUnavailableError(
                         "no index serves queries yet: the deployment's bootstrap makes one"
@@ -89,7 +89,7 @@ class CollectionTargets:
 
     def writing(self) -> list[Target]:
         """Every index that takes writes now, each with its model (read on every call)."""
-        writing = self._collection.pointers().writing
+        writing = self._collection.pointed("writing")
         if not writing:
             raise IndexUnavailableError("no index takes writes yet: the deployment's bootstrap makes one")
         return [self.target(info) for info in writing]

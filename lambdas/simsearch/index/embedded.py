@@ -552,21 +552,32 @@ class EmbeddedCollection:
         return cls(store, prefix=settings.index_prefix, space_type=settings.space_type)
 
     def pointers(self) -> Pointers:
+        found = self._pointed(POINTERS)  # one read: a consistent view of all three
+        return Pointers(
+            serving=next(iter(found["serving"]), None),
+            writing=found["writing"],
+            previous=next(iter(found["previous"]), None),
+        )
+
+    def pointed(self, pointer: Pointer) -> tuple[IndexInfo, ...]:
+        return self._pointed((pointer,))[pointer]
+
+    def _pointed(self, pointers: Sequence[Pointer]) -> dict[Pointer, tuple[IndexInfo, ...]]:
         with self._store.reading() as conn:
             rows = conn.execute(
                 "SELECT p.pointer, p.target, m.model_id, m.model_uri, i.dim FROM pointers p"
                 " JOIN indexes i ON i.name = p.target LEFT JOIN models m ON m.index_name = p.target"
-                " WHERE p.prefix = ? ORDER BY p.target",
-                (self._prefix,),
+                f" WHERE p.prefix = ? AND p.pointer IN ({','.join('?' * len(pointers))}) ORDER BY p.target",
+                (self._prefix, *pointers),
             ).fetchall()
-        found: dict[str, list[IndexInfo]] = {pointer: [] for pointer in POINTERS}
-        for pointer, target, model_id, model_uri, dim in rows:
-            found[pointer].append(IndexInfo(name=target, model_id=model_id, model_uri=model_uri, dim=dim))
-        return Pointers(
-            serving=next(iter(found["serving"]), None),
-            writing=tuple(found["writing"]),
-            previous=next(iter(found["previous"]), None),
-        )
+        return {
+            pointer: tuple(
+                IndexInfo(name=target, model_id=model_id, model_uri=model_uri, dim=dim)
+                for each, target, model_id, model_uri, dim in rows
+                if each == pointer
+            )
+            for pointer in pointers
+        }
 
     def create(self, *, model_id: str, model_uri: str, dim: int) -> IndexInfo:
         alias = alias_name(self._prefix, model_id)

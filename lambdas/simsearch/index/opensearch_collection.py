@@ -17,7 +17,7 @@ from opensearchpy import OpenSearch
 
 from simsearch.errors import ConfigError, NotFoundError
 from simsearch.index import mapping
-from simsearch.index.naming import POINTERS, alias_name, pointer_name
+from simsearch.index.naming import POINTERS, Pointer, alias_name, pointer_name
 from simsearch.index.opensearch import IndexConfig, OpenSearchIndex, client_for, translated_errors
 from simsearch.index.port import IndexInfo, Pointers
 from simsearch.settings import Settings
@@ -57,6 +57,20 @@ class OpenSearchCollection:
             writing=tuple(infos[name] for name in sorted(targets["writing"])),
             previous=infos[previous] if previous else None,
         )
+
+    def pointed(self, pointer: Pointer) -> tuple[IndexInfo, ...]:
+        """One request: the mapping of whatever the pointer alias resolves to names each index and its
+        model (a missing alias is no index)."""
+        alias = pointer_name(self._prefix, pointer)
+        with translated_errors(alias):
+            found = self._client.indices.get_mapping(index=alias, ignore=404)
+        infos = [
+            _info(name, body["mappings"], prefix=self._prefix)
+            for name, body in found.items()
+            if isinstance(body, Mapping) and "mappings" in body
+        ]
+        self._models.update((info.name, info) for info in infos)
+        return tuple(sorted(infos, key=lambda info: info.name))
 
     def create(self, *, model_id: str, model_uri: str, dim: int) -> IndexInfo:
         model = {"model_id": model_id, "model_uri": model_uri}

@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from simsearch.errors import InvalidRequestError, InvalidVectorError
+from simsearch.index.naming import Pointer
 
 Vector = npt.NDArray[np.float32]  # shape (dim,), L2-normalised
 
@@ -205,7 +206,14 @@ class IndexCollection(Protocol):
     transaction), so a reader sees the pointers before or after it, never half-way.
     """
 
-    def pointers(self) -> Pointers: ...
+    def pointers(self) -> Pointers:
+        """All three pointers (three reads on OpenSearch: for status and the re-index steps)."""
+        ...
+
+    def pointed(self, pointer: Pointer) -> tuple[IndexInfo, ...]:
+        """The indexes one pointer names, each with its model, in one read: what a query or an
+        ingestion batch asks before it embeds anything."""
+        ...
 
     def create(self, *, model_id: str, model_uri: str, dim: int) -> IndexInfo:
         """The index for ``model_id`` (created with its model recorded if missing; idempotent)."""

@@ -47,7 +47,7 @@ class CollectionIngestion:
 
     def into(self, name: str) -> IngestionService:
         """The ingestion of the writing index ``name`` alone (``NotFoundError`` if it takes no writes)."""
-        writing = {info.name: info for info in self._targets.collection.pointers().writing}
+        writing = {info.name: info for info in self._targets.collection.pointed("writing")}
         if name not in writing:
             raise NotFoundError(f"index {name!r} takes no writes: start a re-index into it first")
         return self._service(self._targets.target(writing[name]))
