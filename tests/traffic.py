@@ -27,7 +27,15 @@ S3_ACTIONS: dict[str, tuple[str, str]] = {
     "GetObject": ("s3:GetObject", "object"),
     "ListObjectsV2": ("s3:ListBucket", "bucket"),
     "PutObject": ("s3:PutObject", "object"),
+    "CreateMultipartUpload": ("s3:PutObject", "object"),  # a large upload_file (the model) goes in parts
+    "UploadPart": ("s3:PutObject", "object"),
+    "CompleteMultipartUpload": ("s3:PutObject", "object"),
+    "AbortMultipartUpload": ("s3:AbortMultipartUpload", "object"),
     "DeleteObject": ("s3:DeleteObject", "object"),
+}
+# Other services' operations -> (IAM action, the parameter that holds the resource's ARN).
+ARN_ACTIONS: dict[tuple[str, str], tuple[str, str]] = {
+    ("states", "StartExecution"): ("states:StartExecution", "stateMachineArn"),
 }
 
 
@@ -49,6 +57,9 @@ class Call:
 
     def iam(self) -> tuple[str, str]:
         """(action, resource ARN) AWS authorises this call as (a presigned POST: see its form's key)."""
+        if (self.service, self.operation) in ARN_ACTIONS:
+            action, parameter = ARN_ACTIONS[(self.service, self.operation)]
+            return action, str(self.params[parameter])
         if self.service != "s3" or self.operation not in S3_ACTIONS:
             raise LookupError(f"no IAM mapping for {self.service}:{self.operation}: add it to S3_ACTIONS")
         action, kind = S3_ACTIONS[self.operation]

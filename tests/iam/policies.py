@@ -64,6 +64,7 @@ def resource_policy(template: ResolvedTemplate, arn: str) -> Policy | None:
         "kms": _key_policy,
         "lambda": _function_permissions,
         "logs": _logs_resource_policy,
+        "states": lambda _template, _arn: None,  # a state machine has no resource policy in CloudFormation
     }
     if service not in finders:
         raise LookupError(f"no resource policy finder for {service} ({arn})")

@@ -11,15 +11,21 @@ recorded (OpenSearch on the wire, S3 through botocore) and then:
 - is replayed as the IAM request AWS would evaluate, against the synthesized identity and resource
   policies of both profiles, by the IAM simulator: each must be allowed.
 
-Writes attempted with the query function's identity must be refused by both. The engine is lucene,
-not the deployed faiss: the node from Maven Central has no faiss libraries (the access checks do not
-depend on the engine). What each function sent, and the statements that allow it, is written to
+The scenario is a deployment's life: the bootstrap, uploads, queries and a backfill batch; then a second
+deployment with another model, which publishes that model and starts the re-index, a backfill batch
+into the new index, queries and an upload meanwhile (the functions now carry the new model and load the
+serving one's from the models bucket), and the control function's gate, switch, rollback, switch again
+and cleanup. Writes attempted with the query function's identity must be refused by both. The engine
+is lucene, not the deployed faiss: the node from Maven Central has no faiss libraries (the access checks
+do not depend on the engine). What each function sent, and the statements that allow it, is written to
 ``build/iam/traffic-<profile>.md``.
 """
 
 from __future__ import annotations
 
+import json
 import secrets
+import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack
@@ -28,6 +34,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import boto3
 import pytest
 from aws_cdk.assertions import Template
 from moto import mock_aws
@@ -35,10 +42,17 @@ from opensearchpy import OpenSearch
 from opensearchpy import exceptions as os_errors
 
 from devtools.opensearch_node import ADMIN_PASSWORD, ADMIN_USER, OpenSearchNode
-from handlers import index_bootstrap, ingest, query
+from handlers import backfill as backfill_batch
+from handlers import index_bootstrap, ingest, query, reindex
 from handlers.index_bootstrap import AUDIT_CONFIG
 from infra.config import INDEX_REQUESTS_PER_QUERY
-from infra.packaging import BOOTSTRAP_HANDLER, INGEST_HANDLER, QUERY_HANDLER
+from infra.packaging import (
+    BACKFILL_HANDLER,
+    BOOTSTRAP_HANDLER,
+    INGEST_HANDLER,
+    QUERY_HANDLER,
+    REINDEX_HANDLER,
+)
 from localmode.cloud import provision
 from localmode.harness import ingest_context
 from simsearch import bootstrap
@@ -46,7 +60,7 @@ from simsearch.backfill import backfill
 from simsearch.embedder import OnnxEmbedder
 from simsearch.ids import image_id_for
 from simsearch.index.naming import alias_name, version_name
-from simsearch.manifest import ModelManifest
+from simsearch.manifest import MANIFEST_FILE, ModelManifest
 from simsearch.preprocess import ImageLimits, decode_image
 from simsearch.settings import Settings
 from tests import api_events
@@ -62,7 +76,14 @@ from tests.traffic import AwsCallRecorder, Call, opensearch_request, route
 pytestmark = pytest.mark.integration
 
 REPORTS = Path(__file__).resolve().parents[2] / "build" / "iam"
-HANDLERS = {"bootstrap": BOOTSTRAP_HANDLER, "ingest": INGEST_HANDLER, "query": QUERY_HANDLER}
+HANDLERS = {
+    "bootstrap": BOOTSTRAP_HANDLER,
+    "ingest": INGEST_HANDLER,
+    "query": QUERY_HANDLER,
+    "backfill": BACKFILL_HANDLER,
+    "reindex": REINDEX_HANDLER,
+}
+FUNCTIONS = ("ingest", "query", "backfill", "reindex")  # identities that are internal users, not the admin
 INTRUDER = "query, attempting writes"
 PROFILES = ("dev", "prod")
 DENIED = {401, 403}
@@ -94,7 +115,9 @@ class Traffic:
     query_settings: Settings
     bucket: str
     alias: str
+    on_this_machine: dict[str, Any]  # settings overrides: the model, this machine's node and caches
     uploaded_for_query: list[str] = field(default_factory=list)  # keys the query API presigned a POST for
+    reindex_steps: dict[str, dict[str, Any]] = field(default_factory=dict)  # action -> the answer
     index_requests_per_api_call: dict[str, int] = field(default_factory=dict)
     intrusions: dict[str, set[int]] = field(default_factory=dict)  # attempt -> the statuses it got
 
@@ -103,6 +126,15 @@ class Traffic:
 
     def calls(self, identity: str) -> list[Call]:
         return [call for call in self.recorder.calls if call.identity == identity]
+
+    def settings(self, identity: str, **overrides: Any) -> Settings:
+        """What the template gives ``identity``'s function, reaching the node as that identity."""
+        return function_settings(
+            self.templates["prod"],
+            HANDLERS[identity],
+            opensearch_url=self.identities[identity].url,
+            **{**self.on_this_machine, **overrides},
+        )
 
 
 def cloudformation_properties(value: Any) -> Any:
@@ -136,6 +168,7 @@ def deploy(monkeypatch: pytest.MonkeyPatch, settings: Settings, *roots: Callable
 def traffic(
     secured_opensearch: OpenSearchNode, model_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Traffic]:
+    second_model = _another_model(model_dir, tmp_path_factory.mktemp("second-model"))
     templates = {
         profile: ResolvedTemplate.of(
             Template.from_stack(
@@ -155,8 +188,8 @@ def traffic(
             name: Identity(
                 role_id=role_of_function(deployed, handler),
                 proxy=stack.enter_context(FaultProxy(secured_opensearch.url)),
-                user=ADMIN_USER if name == "bootstrap" else f"{name}-function",
-                password=ADMIN_PASSWORD if name == "bootstrap" else f"{secrets.token_urlsafe(18)}-Aa1",
+                user=f"{name}-function" if name in FUNCTIONS else ADMIN_USER,
+                password=f"{secrets.token_urlsafe(18)}-Aa1" if name in FUNCTIONS else ADMIN_PASSWORD,
             )
             for name, handler in HANDLERS.items()
         }
@@ -173,6 +206,7 @@ def traffic(
             "opensearch_auth": "basic",
             "engine": "lucene",
             "model_dir": model_dir,
+            "model_cache_dir": tmp_path_factory.mktemp("model-cache"),
             "ort_threads": 2,
         }
         run = Traffic(
@@ -184,7 +218,9 @@ def traffic(
             ),
             bucket=bucket,
             alias=alias_name(function_settings(deployed, QUERY_HANDLER).index_prefix, manifest.model_id),
+            on_this_machine=on_this_machine,
         )
+        _provision_deployment_buckets(deployed)
         _bootstrap(run, deployed, monkeypatch)
         _create_function_users(run, admin)
         uploads = Uploads.of(cloud)
@@ -194,20 +230,43 @@ def traffic(
         _ingest_and_backfill(run, uploads, ingest_settings, monkeypatch)
         admin.indices.refresh(index=f"{ingest_settings.index_prefix}-*")
         _query(run, OnnxEmbedder.load(model_dir, threads=2), monkeypatch)
+        _backfill_batch(run, uploads, monkeypatch)
         _intrude(run)
+        _second_deployment(run, deployed, uploads, second_model, admin, monkeypatch)
         yield run
         admin.indices.delete(index=f"{ingest_settings.index_prefix}-*", ignore_unavailable=True)
-        for user in ("ingest-function", "query-function"):
-            admin.transport.perform_request("DELETE", f"/_plugins/_security/api/internalusers/{user}")
+        for name in FUNCTIONS:
+            admin.transport.perform_request(
+                "DELETE", f"/_plugins/_security/api/internalusers/{name}-function"
+            )
+
+
+def _another_model(model_dir: Path, target: Path) -> Path:
+    """The same network under another model id: a second deployment's model, as far as indexes go."""
+    shutil.copytree(model_dir, target, dirs_exist_ok=True)
+    manifest = json.loads((target / MANIFEST_FILE).read_text(encoding="utf-8"))
+    manifest["model_id"] += "-second"
+    (target / MANIFEST_FILE).write_text(json.dumps(manifest), encoding="utf-8")
+    return target
+
+
+def _provision_deployment_buckets(template: ResolvedTemplate) -> None:
+    """The models and reports buckets, and the re-index state machine, as the template names them."""
+    s3 = boto3.client("s3", region_name=REGION)
+    for name in template.of_type("AWS::S3::Bucket"):
+        if name.startswith("Artifacts"):
+            s3.create_bucket(Bucket=template.ref(name))
+    [machine] = template.of_type("AWS::StepFunctions::StateMachine")
+    boto3.client("stepfunctions", region_name=REGION).create_state_machine(
+        name=machine,  # the name the template's ARN resolves to; the definition is not run here
+        definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}),
+        roleArn=f"arn:aws:iam::123456789012:role/{machine}",
+    )
 
 
 def _bootstrap(run: Traffic, template: ResolvedTemplate, monkeypatch: pytest.MonkeyPatch) -> None:
     """The custom resources' Create events, as the provider framework sends them, run as the master user."""
-    admin = run.identities["bootstrap"]
-    settings = function_settings(
-        template, BOOTSTRAP_HANDLER, opensearch_url=admin.url, opensearch_auth="basic"
-    )
-    deploy(monkeypatch, settings)
+    deploy(monkeypatch, _bootstrap_settings(run, template))
     with run.recorder.acting_as("bootstrap"):
         for kind in ("Custom::SearchAccessRoles", "Custom::SearchAuditLog", "Custom::VectorIndex"):
             for resource in template.of_type(kind).values():
@@ -218,10 +277,20 @@ def _bootstrap(run: Traffic, template: ResolvedTemplate, monkeypatch: pytest.Mon
                 index_bootstrap.handler(event, None)
 
 
+def _bootstrap_settings(run: Traffic, template: ResolvedTemplate, **overrides: Any) -> Settings:
+    on_this_machine = {key: run.on_this_machine[key] for key in ("model_dir", "opensearch_auth")}
+    return function_settings(
+        template,
+        BOOTSTRAP_HANDLER,
+        opensearch_url=run.identities["bootstrap"].url,
+        **{**on_this_machine, **overrides},
+    )
+
+
 def _create_function_users(run: Traffic, admin: OpenSearch) -> None:
     """One internal user per function, whose backend role is its IAM role's ARN (as the service maps it)."""
     template = run.templates["prod"]
-    for name in ("ingest", "query"):
+    for name in FUNCTIONS:
         identity = run.identities[name]
         admin.transport.perform_request(
             "PUT",
@@ -266,11 +335,11 @@ def _query(run: Traffic, embedder: OnnxEmbedder, monkeypatch: pytest.MonkeyPatch
     deploy(monkeypatch, run.query_settings, query.service)
     some_id = image_id_for(run.bucket, "cats/0.jpg")
     [vector] = embedder.embed([decode_image(photo(0), limits=ImageLimits.deployed()).rgb])
-    calls = {
+    calls = {  # the first after a cold start also reads which index serves: a search by id does the most
+        "POST /search (id)": api_events.post_json("/search", {"id": some_id, "filter": {"label": "cats"}}),
         "GET /health": api_events.get("/health"),
         "POST /search (image)": api_events.post_image("/search", photo(1)),
         "POST /search (s3_key)": api_events.post_json("/search", {"s3_key": "dogs/2.jpg", "k": 3}),
-        "POST /search (id)": api_events.post_json("/search", {"id": some_id, "filter": {"label": "cats"}}),
         "GET /images/{id}": api_events.get(f"/images/{some_id}"),
         "POST /uploads": api_events.request("POST", "/uploads"),
         "GET /openapi.json": api_events.get("/openapi.json"),
@@ -289,18 +358,98 @@ def _query(run: Traffic, embedder: OnnxEmbedder, monkeypatch: pytest.MonkeyPatch
                 assert answer.json["results"][0]["id"] == some_id
 
 
+def _backfill_batch(run: Traffic, uploads: Uploads, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One batch of the backfill map into the serving index: an image that never went through ingestion."""
+    uploads.put("late/6.jpg", photo(6), ContentType="image/jpeg")
+    target = reindex_step(run, monkeypatch, "prepare", input={})["target"]
+    deploy(monkeypatch, run.settings("backfill"), backfill_batch.service)
+    with run.recorder.acting_as("backfill"):
+        answer = backfill_batch.handler(_batch(["cats/0.jpg", "late/6.jpg"], target), ingest_context())
+    assert answer["counts"] == {"unchanged": 1, "indexed": 1}, answer
+
+
+def _second_deployment(
+    run: Traffic,
+    template: ResolvedTemplate,
+    uploads: Uploads,
+    second_model: Path,
+    admin: OpenSearch,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A model change: the bootstrap's Update, a backfill batch, live traffic, then the control steps."""
+    new = ModelManifest.load(second_model).model_id
+    [(_, resource)] = template.of_type("Custom::VectorIndex").items()
+    properties = cloudformation_properties(resource["Properties"])
+    old = properties["ModelId"]
+    properties |= {"Engine": "lucene", "ModelId": new, "ModelUri": properties["ModelUri"].replace(old, new)}
+    deploy(monkeypatch, _bootstrap_settings(run, template, model_dir=second_model))
+    event = {
+        "RequestType": "Update",
+        "ResourceType": "Custom::VectorIndex",
+        "ResourceProperties": properties,
+        "PhysicalResourceId": alias_name(properties["Prefix"], old),
+    }
+    with run.recorder.acting_as("bootstrap"):
+        target = index_bootstrap.handler(event, None)["Data"]["Index"]
+    started = boto3.client("stepfunctions", region_name=REGION).list_executions(
+        stateMachineArn=properties["StateMachineArn"]
+    )["executions"]
+    assert len(started) == 1, started
+
+    assert reindex_step(run, monkeypatch, "prepare", input={})["target"] == target
+    deploy(monkeypatch, run.settings("backfill", model_dir=second_model), backfill_batch.service)
+    listed = uploads.s3.list_objects_v2(Bucket=uploads.bucket)["Contents"]
+    with run.recorder.acting_as("backfill"):
+        backfill_batch.handler(_batch([o["Key"] for o in listed], target), ingest_context())
+
+    deploy(monkeypatch, run.settings("ingest", model_dir=second_model), ingest.service)
+    uploads.put("birds/7.jpg", photo(7), ContentType="image/jpeg")  # reaches both indexes, each model
+    _ingest(run, uploads)
+    admin.indices.refresh(index=f"{properties['Prefix']}-*")
+    deploy(monkeypatch, run.settings("query", model_dir=second_model), query.service)
+    with run.recorder.acting_as("query"):  # the serving index's model comes from the models bucket
+        answer = api_events.call(query.handler, api_events.post_image("/search", photo(7)))
+    assert (answer.status, answer.json["model_id"]) == (200, old), answer.json
+    assert answer.json["results"][0]["key"] == "birds/7.jpg"
+
+    for action in ("status", "gate", "switch", "rollback", "switch", "cleanup", "status"):
+        run.reindex_steps[action] = reindex_step(run, monkeypatch, action)
+    query.service.cache_clear()
+    with run.recorder.acting_as("query"):
+        answer = api_events.call(query.handler, api_events.post_image("/search", photo(7)))
+    assert (answer.status, answer.json["model_id"]) == (200, new), answer.json
+
+
+def reindex_step(run: Traffic, monkeypatch: pytest.MonkeyPatch, action: str, **event: Any) -> dict[str, Any]:
+    """One control step, as the state machine or ``imgsearch reindex --stack`` invokes it."""
+    with monkeypatch.context() as inside:
+        deploy(inside, run.settings("reindex"), reindex.collection)
+        with run.recorder.acting_as("reindex"):
+            answer: dict[str, Any] = reindex.handler({"action": action, **event}, ingest_context())
+        reindex.collection.cache_clear()
+    return answer
+
+
+def _batch(keys: list[str], target: str) -> dict[str, Any]:
+    """What the distributed map hands one backfill invocation (ItemReader items, ItemBatcher input)."""
+    return {"Items": [{"Key": key} for key in keys], "BatchInput": {"target": target}}
+
+
 def _intrude(run: Traffic) -> None:
     """Writes with the query function's identity: each must be refused."""
     client = OpenSearch(hosts=[run.identities[INTRUDER].url], timeout=30, max_retries=0)
     concrete, alias = version_name(run.alias, 1), run.alias
+    prefix = run.query_settings.index_prefix
     attempts: dict[str, Callable[[], Any]] = {
         "index a document": lambda: client.index(index=alias, id="intruder", body={"image_id": "intruder"}),
         "bulk write": lambda: client.bulk(body=[{"index": {"_index": alias, "_id": "x"}}, {"image_id": "x"}]),
         "delete a document": lambda: client.delete(index=alias, id=image_id_for(run.bucket, "cats/0.jpg")),
         "create an index": lambda: client.indices.create(index=f"{alias}-v9"),
         "delete the index": lambda: client.indices.delete(index=concrete),
-        "move the alias": lambda: client.indices.update_aliases(
-            body={"actions": [{"remove": {"index": concrete, "alias": alias}}]}
+        "serve another index": lambda: client.indices.update_aliases(  # what only a switch may do
+            body={
+                "actions": [{"add": {"index": f"{prefix}-failures", "alias": alias_name(prefix, "serving")}}]
+            }
         ),
     }
     for name, attempt in attempts.items():
