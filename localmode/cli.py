@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import evaluation
 from infra import preflight
-from localmode import discovery
+from localmode import discovery, reindexing
+from localmode.errors import CommandFailed
 from model import whiten
 from simsearch.errors import SimsearchError
 from simsearch.formats import FORMATS, IMAGE_SUFFIXES, media_type_for
@@ -39,10 +40,6 @@ DEFAULT_MODEL_DIR = Path("build/models/mobilenet_v2")  # what `make model` build
 DEFAULT_API = "http://127.0.0.1:8000"
 DEFAULT_ARCH = "mobilenet_v2"
 SEARCH_TIMEOUT_S = 60
-
-
-class CommandFailed(Exception):
-    """A failure with a message for the user (exit status 1), such as an unreachable API."""
 
 
 @dataclass(frozen=True)
@@ -162,10 +159,10 @@ def _ingest(args: argparse.Namespace) -> int:
 
     if args.source.startswith("s3://"):
         bucket, prefix = parse_s3_url(args.source)
-        settings = _target_settings()
+        settings = discovery.target_settings()
         s3 = boto3.client("s3", region_name=settings.aws_region, endpoint_url=args.endpoint_url)
     else:
-        running = _require_running()
+        running = discovery.require_running()
         bucket, prefix, settings = running.cloud.bucket, args.prefix, running.settings
         s3 = running.cloud.client("s3")
         _upload_folder(running, Path(args.source), prefix=prefix)
@@ -273,7 +270,7 @@ def _configure_failures(parser: argparse.ArgumentParser) -> None:
 def _failures(args: argparse.Namespace) -> int:
     from simsearch.index import connect_failure_log
 
-    records = connect_failure_log(_target_settings()).recent(args.n)
+    records = connect_failure_log(discovery.target_settings()).recent(args.n)
     if args.json:
         rows = [
             {
@@ -319,22 +316,6 @@ def _build_model(args: argparse.Namespace) -> int:
 # shared --------------------------------------------------------------------------------------------
 
 
-def _require_running() -> discovery.RunningStack:
-    running = discovery.find_running()
-    if running is None:
-        raise CommandFailed("no local stack is running: start one with `imgsearch serve` (or `make demo`)")
-    return running
-
-
-def _target_settings() -> Settings:
-    """``SIMSEARCH_*`` variables when set (a deployment's index), else the running local stack's."""
-    from simsearch.settings import ENV_PREFIX, Settings
-
-    if any(name.startswith(ENV_PREFIX) for name in os.environ):
-        return Settings.from_env()
-    return _require_running().settings
-
-
 def _get_json(url: str, *, api_key: str | None) -> dict[str, Any]:
     import requests
 
@@ -370,6 +351,18 @@ COMMANDS: tuple[Command, ...] = (
         _serve,
     ),
     Command("ingest", "index a folder (into the local stack) or an S3 prefix", _configure_ingest, _ingest),
+    Command(
+        "backfill",
+        "fill an index from the bucket: a deployment's state machine (--stack) or the local stack",
+        reindexing.add_backfill_arguments,
+        reindexing.backfill,
+    ),
+    Command(
+        "reindex",
+        "a re-index's status, gate, switch, rollback or cleanup (--stack NAME, or the local stack)",
+        reindexing.add_reindex_arguments,
+        reindexing.reindex_step,
+    ),
     Command("search", "find the images most similar to an image", _configure_search, _search),
     Command("failures", "list images that could not be indexed, and why", _configure_failures, _failures),
     Command(
@@ -396,7 +389,7 @@ COMMANDS: tuple[Command, ...] = (
 )
 """Every subcommand; another package adds one by adding its ``Command`` here."""
 
-JSON_COMMANDS = frozenset({"ingest", "search", "failures"})
+JSON_COMMANDS = frozenset({"ingest", "search", "failures", "backfill", "reindex"})
 
 
 def parser() -> argparse.ArgumentParser:

@@ -8,13 +8,15 @@ bucket and index as the stack without repeating its options. ``serve`` removes i
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from localmode.cloud import LocalCloud
-from simsearch.settings import Settings
+from localmode.errors import CommandFailed
+from simsearch.settings import ENV_PREFIX, Settings
 
 NOTE = Path(".cache/localmode/stack.json")
 
@@ -52,3 +54,18 @@ def find_running(note: Path | None = None) -> RunningStack | None:
         cloud=LocalCloud(**payload["cloud"]),
         settings=Settings.from_env(payload["settings"]),
     )
+
+
+def require_running() -> RunningStack:
+    """The running stack, or ``CommandFailed`` saying how to start one."""
+    running = find_running()
+    if running is None:
+        raise CommandFailed("no local stack is running: start one with `imgsearch serve` (or `make demo`)")
+    return running
+
+
+def target_settings() -> Settings:
+    """``SIMSEARCH_*`` variables when set (a deployment's index), else the running local stack's."""
+    if any(name.startswith(ENV_PREFIX) for name in os.environ):
+        return Settings.from_env()
+    return require_running().settings

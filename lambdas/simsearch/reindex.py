@@ -18,8 +18,9 @@ pointer change, so queries never wait and never mix models:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -183,6 +184,65 @@ def cleanup(collection: IndexCollection) -> list[str]:
         collection.remove_writer(name)
         collection.drop(name)
     return list(dict.fromkeys(dropped))
+
+
+STEPS = ("prepare", "gate", "switch", "rollback", "cleanup", "status")
+
+
+def step(collection: IndexCollection, event: Mapping[str, Any]) -> dict[str, Any]:
+    """One operator step as JSON: what the state machine's tasks, ``imgsearch reindex`` and
+    ``imgsearch backfill`` ask, in AWS (``handlers.reindex``) and locally alike.
+
+    ``{"action": ...}`` with one of ``STEPS``:
+
+    - ``prepare`` (``input``: ``{"target": ..., "prefix": ...}``, both optional): the index a backfill
+      fills (the one given, else the one being built, else the serving one: a plain backfill of the
+      bucket) and the key prefix to list; ``building`` says whether it is a re-index, which may end with
+      a switch.
+    - ``gate`` (``sample``, ``min_overlap``: the optional quality check): may the index being built serve?
+    - ``switch`` (``force``: skip the gate), ``rollback``, ``cleanup``, ``status``.
+
+    A refused step raises (``ConfigError``, ``NotFoundError``): the state machine fails with the reason.
+    """
+    action = str(event.get("action", ""))
+    if action == "prepare":
+        return _prepare(collection.pointers(), event.get("input") or {})
+    if action == "gate":
+        sample, overlap = int(event.get("sample", 0)), float(event.get("min_overlap", 0.0))
+        result = gate(collection, sample=sample, min_overlap=overlap)
+        return {**asdict(result), "passed": result.passed}
+    if action == "switch":
+        return _pointers(switch(collection, force=bool(event.get("force", False))))
+    if action == "rollback":
+        return _pointers(rollback(collection))
+    if action == "cleanup":
+        return {"dropped": cleanup(collection)}
+    if action == "status":
+        return status(collection).to_json()
+    raise ConfigError(f"unknown action {action!r}: one of {', '.join(STEPS)}")
+
+
+def _prepare(pointers: Pointers, run: Mapping[str, Any]) -> dict[str, Any]:
+    chosen = str(run.get("target") or "") or _name(pointers.building) or _name(pointers.serving)
+    if not chosen or chosen not in {info.name for info in pointers.writing}:
+        raise ConfigError(f"index {chosen or '(none)'} takes no writes: nothing to fill")
+    return {
+        "target": chosen,
+        "prefix": str(run.get("prefix") or ""),
+        "building": chosen != _name(pointers.serving),
+    }
+
+
+def _name(info: IndexInfo | None) -> str:
+    return info.name if info is not None else ""
+
+
+def _pointers(pointers: Pointers) -> dict[str, Any]:
+    return {
+        "serving": _name(pointers.serving),
+        "writing": [info.name for info in pointers.writing],
+        "previous": _name(pointers.previous),
+    }
 
 
 def _building(pointers: Pointers) -> IndexInfo:

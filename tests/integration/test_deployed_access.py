@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack
@@ -60,7 +59,7 @@ from simsearch.backfill import backfill
 from simsearch.embedder import OnnxEmbedder
 from simsearch.ids import image_id_for
 from simsearch.index.naming import alias_name, version_name
-from simsearch.manifest import MANIFEST_FILE, ModelManifest
+from simsearch.manifest import ModelManifest
 from simsearch.preprocess import ImageLimits, decode_image
 from simsearch.settings import Settings
 from tests import api_events
@@ -71,6 +70,7 @@ from tests.iam.template import REGION, ResolvedTemplate
 from tests.image_factories import photo
 from tests.infra.conftest import PROFILE_CONTEXT, in_process_stack
 from tests.integration.ingest_world import Uploads
+from tests.model_variants import renamed_model
 from tests.traffic import AwsCallRecorder, Call, opensearch_request, route
 
 pytestmark = pytest.mark.integration
@@ -168,7 +168,7 @@ def deploy(monkeypatch: pytest.MonkeyPatch, settings: Settings, *roots: Callable
 def traffic(
     secured_opensearch: OpenSearchNode, model_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Traffic]:
-    second_model = _another_model(model_dir, tmp_path_factory.mktemp("second-model"))
+    second_model = renamed_model(model_dir, tmp_path_factory.mktemp("second-model"))
     templates = {
         profile: ResolvedTemplate.of(
             Template.from_stack(
@@ -239,15 +239,6 @@ def traffic(
             admin.transport.perform_request(
                 "DELETE", f"/_plugins/_security/api/internalusers/{name}-function"
             )
-
-
-def _another_model(model_dir: Path, target: Path) -> Path:
-    """The same network under another model id: a second deployment's model, as far as indexes go."""
-    shutil.copytree(model_dir, target, dirs_exist_ok=True)
-    manifest = json.loads((target / MANIFEST_FILE).read_text(encoding="utf-8"))
-    manifest["model_id"] += "-second"
-    (target / MANIFEST_FILE).write_text(json.dumps(manifest), encoding="utf-8")
-    return target
 
 
 def _provision_deployment_buckets(template: ResolvedTemplate) -> None:

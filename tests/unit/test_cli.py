@@ -6,7 +6,9 @@ import json
 import os
 from pathlib import Path
 
+import boto3
 import pytest
+from moto import mock_aws
 
 from localmode import cli, discovery
 from localmode.cloud import LocalCloud
@@ -55,12 +57,39 @@ def test_search_without_an_api_says_how_to_start_one(
     assert "start one with `imgsearch serve`" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv", [["failures"], ["ingest", "some/folder"]])
+@pytest.mark.parametrize(
+    "argv", [["failures"], ["ingest", "some/folder"], ["backfill"], ["reindex", "status"]]
+)
 def test_local_commands_without_a_running_stack_fail_with_a_hint(
     argv: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert cli.main(argv) == 1
     assert "no local stack is running" in capsys.readouterr().err
+
+
+def test_a_stack_that_cannot_be_read_is_named_with_the_cause(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with mock_aws():
+        assert cli.main(["reindex", "status", "--stack", "Nowhere", "--region", "eu-west-1"]) == 1
+    assert "could not read stack Nowhere" in capsys.readouterr().err
+
+
+def test_a_stack_without_the_reindex_outputs_says_to_deploy_this_version(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    template = {"Resources": {"Queue": {"Type": "AWS::SQS::Queue"}}, "Outputs": {"ApiUrl": {"Value": "x"}}}
+    with mock_aws():
+        boto3.client("cloudformation", region_name="eu-west-1").create_stack(
+            StackName="Old", TemplateBody=json.dumps(template)
+        )
+        assert cli.main(["backfill", "--stack", "Old", "--region", "eu-west-1"]) == 1
+    err = capsys.readouterr().err
+    assert "no output ReindexStateMachine, ReindexFunction" in err and "deploy this version" in err
 
 
 def test_an_invalid_s3_url_is_a_typed_error(capsys: pytest.CaptureFixture[str]) -> None:

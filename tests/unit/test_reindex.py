@@ -251,3 +251,32 @@ def test_switching_back_and_forth_under_concurrent_queries_fails_no_query(world:
         thread.join(timeout=30)
     assert failures == []
     assert answered["old-c1"] and answered["new-c1"], answered
+
+
+def test_prepare_fills_the_index_being_built_else_the_serving_one(world: World) -> None:
+    serving = world.collection.pointers().serving
+    assert serving is not None
+    plain = reindex.step(world.collection, {"action": "prepare", "input": {"prefix": "cats/"}})
+    assert plain == {"target": serving.name, "prefix": "cats/", "building": False}
+    building = world.attach(world.new, NEW_DIR).info
+    assert reindex.step(world.collection, {"action": "prepare", "input": {}}) == {
+        "target": building.name,
+        "prefix": "",
+        "building": True,
+    }
+
+
+def test_steps_refuse_an_index_that_takes_no_writes_and_unknown_actions(world: World) -> None:
+    with pytest.raises(ConfigError, match="images-elsewhere-v1 takes no writes"):
+        reindex.step(world.collection, {"action": "prepare", "input": {"target": "images-elsewhere-v1"}})
+    with pytest.raises(ConfigError, match="unknown action 'swap'"):
+        reindex.step(world.collection, {"action": "swap"})
+
+
+def test_a_forced_switch_skips_the_gate_and_the_answers_name_the_pointers(world: World) -> None:
+    building = world.attach(world.new, NEW_DIR).info
+    refused = reindex.step(world.collection, {"action": "gate"})
+    assert not refused["passed"] and "holds 0 images" in refused["problems"][0]
+    switched = reindex.step(world.collection, {"action": "switch", "force": True})
+    assert switched["serving"] == building.name and building.name in switched["writing"]
+    assert reindex.step(world.collection, {"action": "cleanup"})["dropped"] == [switched["previous"]]
