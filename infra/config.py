@@ -73,16 +73,11 @@ class DeploymentConfig:
     ingest_max_concurrency: int  # SQS event source cap: at most this many batches hit the domain at once
     ingest_reserved_concurrency: int  # 0: none reserved (a new account has only 10 to share)
     backfill_batch_size: int = 20  # objects per backfill invocation (the distributed map's ItemBatcher)
-    backfill_max_concurrency: (
-        int  # batches at once (the map's MaxConcurrency); at most ingest_max_concurrency
-    )
+    backfill_max_concurrency: int  # batches at once (MaxConcurrency); at most ingest_max_concurrency
     backfill_timeout_s: int = 300
-    backfill_tolerated_failure_percent: int = (
-        1  # of batches that may fail after retries; a redrive redoes them
-    )
-    reindex_auto_switch: (
-        bool  # switch once the gate passes; false: an operator runs `imgsearch reindex switch`
-    )
+    backfill_tolerated_failure_percent: int = 1  # batches that may still fail; a redrive retries them
+    reindex_auto_switch: bool  # switch once the gate passes; false: `imgsearch reindex switch` does it
+    inventory: bool  # a daily S3 Inventory of the images bucket: a backfill may read it instead of listing
     query_memory_mb: int = 2048
     query_timeout_s: int = 15
     query_provisioned_concurrency: int
@@ -271,6 +266,7 @@ PROFILES: dict[str, DeploymentConfig] = {
         ingest_reserved_concurrency=0,
         backfill_max_concurrency=2,
         reindex_auto_switch=True,
+        inventory=False,
         query_provisioned_concurrency=0,
         throttle_rate=10,
         throttle_burst=20,
@@ -293,6 +289,7 @@ PROFILES: dict[str, DeploymentConfig] = {
         ingest_reserved_concurrency=10,
         backfill_max_concurrency=10,
         reindex_auto_switch=False,  # an operator looks at `imgsearch reindex status`, then switches
+        inventory=True,
         query_provisioned_concurrency=1,
         throttle_rate=50,
         throttle_burst=100,

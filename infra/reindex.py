@@ -1,11 +1,14 @@
 """Backfill and re-index on Step Functions: a distributed map over the bucket, then a gate and a switch.
 
-The state machine (its input: ``{"target": "", "prefix": ""}``, both optional):
+The state machine (its input: ``{"target": "", "prefix": "", "manifest": ""}``, all optional):
 
 1. ``Prepare`` (control function): which index to fill: the one being built by a re-index, else the
    serving one (a plain backfill of what is already in the bucket).
-2. ``Backfill``: a distributed map lists the bucket under ``prefix`` (``ItemReader``: ListObjectsV2),
-   hands batches of keys with the target index (``ItemBatcher``) to the backfill function, at most
+2. ``Backfill``: a distributed map lists the bucket under ``prefix`` (``ItemReader``: ListObjectsV2;
+   with ``inventory`` on and a ``manifest`` in the input, ``BackfillFromInventory`` reads the bucket's
+   S3 Inventory instead, which S3 writes daily to the reports bucket: no listing of a bucket of
+   millions of objects), hands batches of keys with the target index (``ItemBatcher``) to the
+   backfill function, at most
    ``backfill_max_concurrency`` at once, retries batches that failed transiently, tolerates
    ``backfill_tolerated_failure_percent`` of batches failing for good, and writes its results to the
    reports bucket (``ResultWriter``). A failed run can be redriven: finished batches are not run again,
@@ -20,9 +23,12 @@ index when.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 from aws_cdk import Duration, Stack, Token
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
@@ -37,6 +43,11 @@ from infra.network import Network
 from infra.packaging import BACKFILL_HANDLER, REINDEX_HANDLER
 from simsearch.settings import Settings
 
+REPORTS_PREFIX = "backfills"
+INVENTORY_PREFIX = "inventory"
+"""Where S3 writes the images bucket's inventory in the reports bucket, as
+``inventory/<images bucket>/backfill/<date>/manifest.json`` (``imgsearch backfill --inventory``)."""
+INVENTORY_ID = "backfill"
 RETRIED_ERRORS = ("RetryBatch", "Lambda.TooManyRequestsException")
 """A batch with images that failed transiently (``handlers.backfill.RetryBatch``), or a throttled invoke."""
 BATCH_RETRIES = 5
@@ -89,6 +100,8 @@ class Reindex(Construct):
             config=config,
             network=props.network,
         )
+        if config.inventory:
+            self._inventory(props)
         self.state_machine = sfn.StateMachine(
             self,
             "StateMachine",
@@ -106,37 +119,14 @@ class Reindex(Construct):
     def _definition(self, props: ReindexProps) -> sfn.IChainable:
         config = props.config
         prepare = self._control("Prepare", {"action": "prepare", "input.$": "$"}, result_path="$.prepared")
-        backfill = sfn.DistributedMap(
-            self,
-            "Fill",
-            state_name="Backfill",
-            item_reader=sfn.S3ObjectsItemReader(
+        listing = self._fill(
+            "Backfill",
+            props,
+            sfn.S3ObjectsItemReader(
                 bucket=props.store.bucket, prefix=sfn.JsonPath.string_at("$.prepared.prefix")
             ),
-            item_batcher=sfn.ItemBatcher(
-                max_items_per_batch=config.backfill_batch_size,
-                batch_input={"target.$": "$.prepared.target"},  # "<key>.$": a path, resolved per run
-            ),
-            max_concurrency=config.backfill_max_concurrency,
-            tolerated_failure_percentage=config.backfill_tolerated_failure_percent,
-            result_writer_v2=sfn.ResultWriterV2(bucket=props.artifacts.reports, prefix="backfills"),
-            result_path="$.backfill",
+            keys="plain",
         )
-        batch = tasks.LambdaInvoke(
-            self,
-            "IndexBatch",
-            lambda_function=self.backfill,
-            result_selector={"target.$": "$.Payload.target", "counts.$": "$.Payload.counts"},
-        )
-        batch.add_retry(
-            errors=list(RETRIED_ERRORS),
-            interval=Duration.seconds(10),
-            max_attempts=BATCH_RETRIES,
-            backoff_rate=2,
-            max_delay=Duration.minutes(5),
-            jitter_strategy=sfn.JitterType.FULL,
-        )
-        backfill.item_processor(batch)
         gate = self._control("Gate", {"action": "gate"}, result_path="$.gate")
         switch = self._control("Switch", {"action": "switch"}, result_path="$.switched")
         refused = sfn.Fail(
@@ -154,7 +144,97 @@ class Reindex(Construct):
             sfn.Condition.boolean_equals("$.prepared.building", True), gate.next(passed)
         )
         kind.otherwise(sfn.Succeed(self, "Backfilled"))
-        return prepare.next(backfill).next(kind)
+        if not config.inventory:
+            return prepare.next(listing).next(kind)
+        inventory = self._fill(
+            "BackfillFromInventory",
+            props,
+            sfn.S3ManifestItemReader(
+                bucket=props.artifacts.reports, key=sfn.JsonPath.string_at("$.prepared.manifest")
+            ),
+            keys="url-encoded",  # S3 Inventory's CSV holds URL-encoded keys
+        )
+        source = sfn.Choice(self, "Source").when(
+            sfn.Condition.string_equals("$.prepared.manifest", ""), listing.next(kind)
+        )
+        return prepare.next(source.otherwise(inventory.next(kind)))
+
+    def _fill(
+        self, state_name: str, props: ReindexProps, reader: sfn.IItemReader, *, keys: str
+    ) -> sfn.DistributedMap:
+        """A distributed map over ``reader``'s objects, in batches to the backfill function."""
+        config = props.config
+        fill = sfn.DistributedMap(
+            self,
+            f"{state_name}Map",
+            state_name=state_name,
+            item_reader=reader,
+            item_batcher=sfn.ItemBatcher(
+                max_items_per_batch=config.backfill_batch_size,
+                # "<key>.$": a path, resolved per run; handlers.backfill reads both
+                batch_input={"target.$": "$.prepared.target", "keys": keys},
+            ),
+            max_concurrency=config.backfill_max_concurrency,
+            tolerated_failure_percentage=config.backfill_tolerated_failure_percent,
+            result_writer_v2=sfn.ResultWriterV2(bucket=props.artifacts.reports, prefix=REPORTS_PREFIX),
+            result_path="$.backfill",
+        )
+        batch = tasks.LambdaInvoke(
+            self,
+            f"{state_name}Batch",
+            state_name=f"{state_name}Batch",
+            lambda_function=self.backfill,
+            result_selector={"target.$": "$.Payload.target", "counts.$": "$.Payload.counts"},
+        )
+        batch.add_retry(
+            errors=list(RETRIED_ERRORS),
+            interval=Duration.seconds(10),
+            max_attempts=BATCH_RETRIES,
+            backoff_rate=2,
+            max_delay=Duration.minutes(5),
+            jitter_strategy=sfn.JitterType.FULL,
+        )
+        fill.item_processor(batch)
+        return fill
+
+    @staticmethod
+    def _inventory(props: ReindexProps) -> None:
+        """A daily CSV inventory of the images bucket, delivered to the reports bucket.
+
+        CDK's ``add_inventory`` lets S3 deliver on behalf of the source bucket alone; AWS's example
+        destination policy for S3 Inventory adds the source account and the bucket-owner ACL
+        (confused deputy), so the configuration and the statement are written here.
+        """
+        images, reports = props.store.bucket, props.artifacts.reports
+        account = Stack.of(images).account
+        cast(s3.CfnBucket, images.node.default_child).inventory_configurations = [
+            s3.CfnBucket.InventoryConfigurationProperty(
+                id=INVENTORY_ID,
+                enabled=True,
+                included_object_versions="Current",
+                schedule_frequency="Daily",
+                destination=s3.CfnBucket.DestinationProperty(
+                    bucket_arn=reports.bucket_arn,
+                    format="CSV",
+                    prefix=INVENTORY_PREFIX,
+                    bucket_account_id=account,
+                ),
+            )
+        ]
+        reports.add_to_resource_policy(
+            iam.PolicyStatement(
+                principals=[iam.ServicePrincipal("s3.amazonaws.com")],
+                actions=["s3:PutObject"],
+                resources=[reports.arn_for_objects(f"{INVENTORY_PREFIX}/*")],
+                conditions={
+                    "ArnLike": {"aws:SourceArn": images.bucket_arn},
+                    "StringEquals": {
+                        "aws:SourceAccount": account,
+                        "s3:x-amz-acl": "bucket-owner-full-control",
+                    },
+                },
+            )
+        )
 
     def _control(
         self, construct_id: str, payload: dict[str, object], *, result_path: str

@@ -129,6 +129,12 @@ class ImageSearchStack(Stack):
         )
         CfnOutput(
             self,
+            "ReportsBucket",
+            value=artifacts.reports.bucket_name,
+            description="Backfill results, and the images bucket's inventory when the profile keeps one",
+        )
+        CfnOutput(
+            self,
             "ReindexFunction",
             value=reindex.control.function_name,
             description="`imgsearch reindex ... --stack` asks it: status, switch, rollback, cleanup",

@@ -34,6 +34,8 @@ POLL_S = 3.0
 TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 STATE_MACHINE_OUTPUT = "ReindexStateMachine"  # infra/stack.py's outputs
 FUNCTION_OUTPUT = "ReindexFunction"
+REPORTS_OUTPUT = "ReportsBucket"
+IMAGES_OUTPUT = "ImagesBucket"
 ACTIONS = ("status", "gate", "switch", "rollback", "cleanup")
 
 
@@ -45,9 +47,16 @@ class Stack:
     """A deployed stack: its re-index state machine and control function, from its outputs."""
 
     name: str
-    state_machine: str
-    function: str
+    outputs: Mapping[str, str]
     clients: Callable[[str], Any]  # boto3 client factory (region, profile and endpoint from the shell)
+
+    @property
+    def state_machine(self) -> str:
+        return self.outputs[STATE_MACHINE_OUTPUT]
+
+    @property
+    def function(self) -> str:
+        return self.outputs[FUNCTION_OUTPUT]
 
     @classmethod
     def find(cls, name: str, *, clients: Callable[[str], Any]) -> Stack:
@@ -61,7 +70,7 @@ class Stack:
             raise CommandFailed(
                 f"stack {name} has no output {', '.join(missing)}: deploy this version of the app first"
             )
-        return cls(name, outputs[STATE_MACHINE_OUTPUT], outputs[FUNCTION_OUTPUT], clients)
+        return cls(name, outputs, clients)
 
     def step(self, event: Mapping[str, Any]) -> dict[str, Any]:
         """Invoke the control function; a step it refused is an ``CommandFailed`` with its reason."""
@@ -90,6 +99,11 @@ def add_backfill_arguments(parser: argparse.ArgumentParser) -> None:
         "--target", default="", help="the index to fill (default: the one being built, else the serving one)"
     )
     parser.add_argument(
+        "--inventory",
+        action="store_true",
+        help="--stack: read the bucket's latest S3 Inventory instead of listing it (profiles with inventory)",
+    )
+    parser.add_argument(
         "--no-wait", action="store_true", help="--stack: start the execution and print it, do not follow"
     )
     parser.add_argument(
@@ -107,14 +121,39 @@ def backfill(args: argparse.Namespace) -> int:
 def _backfill_stack(args: argparse.Namespace) -> dict[str, Any]:
     stack = Stack.find(args.stack, clients=_stack_clients(args))
     states = stack.clients("stepfunctions")
+    run = {"target": args.target, "prefix": args.prefix}
+    if args.inventory:
+        run["manifest"] = latest_inventory(stack)
     execution = states.start_execution(
         stateMachineArn=stack.state_machine,
         name=f"backfill-{time.strftime('%Y%m%dT%H%M%S')}",
-        input=json.dumps({"target": args.target, "prefix": args.prefix}),
+        input=json.dumps(run),
     )["executionArn"]
     if args.no_wait:
         return {"ok": True, "execution": execution, "status": "RUNNING"}
     return follow(states, execution, quiet=args.json)
+
+
+def latest_inventory(stack: Stack) -> str:
+    """The key of the newest inventory manifest S3 delivered for the stack's images bucket."""
+    from infra.reindex import INVENTORY_ID, INVENTORY_PREFIX
+
+    reports, images = stack.outputs.get(REPORTS_OUTPUT), stack.outputs[IMAGES_OUTPUT]
+    prefix = f"{INVENTORY_PREFIX}/{images}/{INVENTORY_ID}/"
+    manifests = [
+        item["Key"]
+        for page in stack.clients("s3")
+        .get_paginator("list_objects_v2")
+        .paginate(Bucket=reports, Prefix=prefix)
+        for item in page.get("Contents", [])
+        if item["Key"].endswith("/manifest.json")
+    ]
+    if not manifests:
+        raise CommandFailed(
+            f"no inventory under s3://{reports}/{prefix}: S3 delivers the first within 48 hours of the "
+            "deployment, and only for profiles with -c inventory=true; back up with a listing instead"
+        )
+    return str(max(manifests))  # the folders are dated, YYYY-MM-DDTHH-MMZ
 
 
 def follow(states: Any, execution: str, *, quiet: bool, poll_s: float = POLL_S) -> dict[str, Any]:

@@ -195,10 +195,10 @@ def step(collection: IndexCollection, event: Mapping[str, Any]) -> dict[str, Any
 
     ``{"action": ...}`` with one of ``STEPS``:
 
-    - ``prepare`` (``input``: ``{"target": ..., "prefix": ...}``, both optional): the index a backfill
-      fills (the one given, else the one being built, else the serving one: a plain backfill of the
-      bucket) and the key prefix to list; ``building`` says whether it is a re-index, which may end with
-      a switch.
+    - ``prepare`` (``input``: ``{"target": ..., "prefix": ..., "manifest": ...}``, all optional): the
+      index a backfill fills (the one given, else the one being built, else the serving one: a plain
+      backfill of the bucket), the key prefix to list, or the S3 Inventory manifest to read instead;
+      ``building`` says whether it is a re-index, which may end with a switch.
     - ``gate`` (``sample``, ``min_overlap``: the optional quality check): may the index being built serve?
     - ``switch`` (``force``: skip the gate), ``rollback``, ``cleanup``, ``status``.
 
@@ -229,6 +229,7 @@ def _prepare(pointers: Pointers, run: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "target": chosen,
         "prefix": str(run.get("prefix") or ""),
+        "manifest": str(run.get("manifest") or ""),
         "building": chosen != _name(pointers.serving),
     }
 

@@ -13,8 +13,16 @@ from collections.abc import Iterator
 
 import pytest
 
-from infra.packaging import BOOTSTRAP_HANDLER, INGEST_HANDLER
+from infra.config import PROFILES
+from infra.packaging import (
+    BACKFILL_HANDLER,
+    BOOTSTRAP_HANDLER,
+    INGEST_HANDLER,
+    QUERY_HANDLER,
+    REINDEX_HANDLER,
+)
 from infra.query_api import ROUTES, STAGE
+from infra.reindex import INVENTORY_PREFIX
 from tests.iam.policies import identity_policies, resource_policy, role_of_function, role_session
 from tests.iam.simulator import Decision, Request, simulate
 from tests.iam.template import ACCOUNT, PARTITION, REGION, ResolvedTemplate
@@ -200,3 +208,78 @@ def function_arn(template: ResolvedTemplate, handler: str) -> str:
         if f["Properties"].get("Handler") == handler
     ]
     return template.arn(name)
+
+
+def role_of_state_machine(template: ResolvedTemplate) -> str:
+    [machine] = template.of_type("AWS::StepFunctions::StateMachine").values()
+    arn = machine["Properties"]["RoleArn"]
+    return next(name for name in template.of_type("AWS::IAM::Role") if template.arn(name) == arn)
+
+
+def test_the_state_machine_may_list_the_bucket_invoke_its_two_functions_and_write_reports_only(
+    template: ResolvedTemplate,
+) -> None:
+    role = role_of_state_machine(template)
+    machine = template.ref(only(template, "AWS::StepFunctions::StateMachine"))
+    images = template.arn(only(template, "AWS::S3::Bucket", "StoreImages"))
+    reports = template.arn(only(template, "AWS::S3::Bucket", "Reports"))
+    models = template.arn(only(template, "AWS::S3::Bucket", "Models"))
+    execution = machine.replace(":stateMachine:", ":execution:") + ":backfill-1"
+    assert refused(simulate([
+        from_role(template, role, "s3:ListBucket", images),
+        from_role(template, role, "lambda:InvokeFunction", function_arn(template, BACKFILL_HANDLER)),
+        from_role(template, role, "lambda:InvokeFunction", function_arn(template, REINDEX_HANDLER)),
+        from_role(template, role, "s3:PutObject", f"{reports}/backfills/run/SUCCEEDED_0.json"),
+        from_role(template, role, "states:StartExecution", machine),
+        from_role(template, role, "states:DescribeExecution", execution),
+    ])) == []  # fmt: skip
+    assert admitted(simulate([
+        from_role(template, role, "lambda:InvokeFunction", function_arn(template, INGEST_HANDLER)),
+        from_role(template, role, "lambda:InvokeFunction", function_arn(template, QUERY_HANDLER)),
+        from_role(template, role, "s3:GetObject", f"{images}/cats/1.jpg"),
+        from_role(template, role, "s3:PutObject", f"{images}/cats/1.jpg"),
+        from_role(template, role, "s3:PutObject", f"{models}/models/any/model.onnx"),
+        from_role(template, role, "states:StartExecution", machine + "-another"),
+    ])) == []  # fmt: skip
+
+
+def test_the_bootstrap_may_publish_models_and_start_the_reindex_but_not_write_reports(
+    template: ResolvedTemplate,
+) -> None:
+    role = role_of_function_named(template, "IndexBootstrapHandler")
+    machine = template.ref(only(template, "AWS::StepFunctions::StateMachine"))
+    models = template.arn(only(template, "AWS::S3::Bucket", "Models"))
+    reports = template.arn(only(template, "AWS::S3::Bucket", "Reports"))
+    assert refused(simulate([
+        from_role(template, role, "s3:PutObject", f"{models}/models/resnet50-c1/model.onnx"),
+        from_role(template, role, "s3:GetObject", f"{models}/models/resnet50-c1/manifest.json"),
+        from_role(template, role, "states:StartExecution", machine),
+    ])) == []  # fmt: skip
+    assert admitted(simulate([
+        from_role(template, role, "s3:PutObject", f"{reports}/backfills/x.json"),
+        from_role(template, role, "s3:PutObject", f"{models}/elsewhere/model.onnx"),
+    ])) == []  # fmt: skip
+
+
+def test_s3_delivers_the_inventory_of_this_bucket_and_account_only(
+    template: ResolvedTemplate, synthesis: Synthesis
+) -> None:
+    if not PROFILES[synthesis.profile].inventory:
+        pytest.skip(f"profile {synthesis.profile} keeps no inventory")
+    images = template.arn(only(template, "AWS::S3::Bucket", "StoreImages"))
+    reports = template.arn(only(template, "AWS::S3::Bucket", "Reports"))
+    report = f"{reports}/{INVENTORY_PREFIX}/{images.rsplit(':', 1)[1]}/backfill/data/1.csv.gz"
+    delivery = {
+        "aws:SourceArn": images,
+        "aws:SourceAccount": ACCOUNT,
+        "s3:x-amz-acl": "bucket-owner-full-control",
+    }
+    s3 = "s3.amazonaws.com"
+    assert refused(simulate([from_service(template, s3, "s3:PutObject", report, **delivery)])) == []
+    another_account = {**delivery, "aws:SourceAccount": OTHER_ACCOUNT}
+    another_bucket = {**delivery, "aws:SourceArn": "arn:aws:s3:::other"}
+    assert admitted(simulate([
+        from_service(template, s3, "s3:PutObject", report, **another_account),
+        from_service(template, s3, "s3:PutObject", report, **another_bucket),
+        from_service(template, s3, "s3:PutObject", f"{reports}/backfills/x.json", **delivery),
+    ])) == []  # fmt: skip

@@ -10,8 +10,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from localmode import cli, discovery
+from localmode import cli, discovery, reindexing
 from localmode.cloud import LocalCloud
+from localmode.errors import CommandFailed
 from simsearch.settings import Settings
 
 SUBCOMMANDS = [command.name for command in cli.COMMANDS]
@@ -133,3 +134,26 @@ def test_the_note_of_a_running_stack_round_trips(no_running_stack: Path, tmp_pat
         assert discovery.find_running(no_running_stack) == running
         assert json.loads(no_running_stack.read_text())["url"] == "http://127.0.0.1:8000"
     assert discovery.find_running(no_running_stack) is None
+
+
+def test_the_latest_inventory_manifest_is_found_and_its_absence_explained(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="reports")
+        stack = reindexing.Stack(
+            "ImageSearch",
+            {"ReportsBucket": "reports", "ImagesBucket": "images"},
+            lambda service: boto3.client(service, region_name="us-east-1"),
+        )
+        with pytest.raises(CommandFailed, match="S3 delivers the first within 48 hours"):
+            reindexing.latest_inventory(stack)
+        for day in ("2026-12-04T01-00Z", "2026-12-05T01-00Z", "2026-11-30T01-00Z"):
+            s3.put_object(Bucket="reports", Key=f"inventory/images/backfill/{day}/manifest.json", Body=b"{}")
+        s3.put_object(Bucket="reports", Key="inventory/images/backfill/data/x.csv.gz", Body=b"")
+        assert reindexing.latest_inventory(stack) == (
+            "inventory/images/backfill/2026-12-05T01-00Z/manifest.json"
+        )

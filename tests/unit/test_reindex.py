@@ -257,11 +257,13 @@ def test_prepare_fills_the_index_being_built_else_the_serving_one(world: World) 
     serving = world.collection.pointers().serving
     assert serving is not None
     plain = reindex.step(world.collection, {"action": "prepare", "input": {"prefix": "cats/"}})
-    assert plain == {"target": serving.name, "prefix": "cats/", "building": False}
+    assert plain == {"target": serving.name, "prefix": "cats/", "manifest": "", "building": False}
     building = world.attach(world.new, NEW_DIR).info
-    assert reindex.step(world.collection, {"action": "prepare", "input": {}}) == {
+    inventory = {"manifest": "inventory/images/backfill/2026-12-06T01-00Z/manifest.json"}
+    assert reindex.step(world.collection, {"action": "prepare", "input": inventory}) == {
         "target": building.name,
         "prefix": "",
+        "manifest": inventory["manifest"],
         "building": True,
     }
 
