@@ -13,8 +13,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, assert_never
 
-import numpy as np
-
 from simsearch.errors import (
     ImageTooLargeError,
     IndexUnavailableError,
@@ -22,7 +20,7 @@ from simsearch.errors import (
     InvalidVectorError,
     NotFoundError,
 )
-from simsearch.index.port import Filters, Hit, Vector, check_search_arguments
+from simsearch.index.port import Filters, Hit, Vector, check_search_arguments, unit_vector
 from simsearch.preprocess import ImageLimits, decode_image
 
 if TYPE_CHECKING:
@@ -262,17 +260,16 @@ class SearchService:
         return self._images.read(stored)
 
     def _checked_vector(self, values: Sequence[float]) -> Vector:
-        """The vector as float32; the index checks finiteness and normalises it."""
+        """The unit vector of the values as sent: cast to float32 first, 3e38s would become infinite."""
         if len(values) != self._embedder.dim:
             raise InvalidVectorError(
                 f"vector has {len(values)} values; model {self._embedder.model_id} "
                 f"embeds images into {self._embedder.dim}"
             )
         try:
-            vector: Vector = np.asarray(values, dtype=np.float32)
+            return unit_vector(values, dim=self._embedder.dim)
         except (OverflowError, TypeError, ValueError) as error:
             raise InvalidVectorError(f"vector values must be finite numbers: {error}") from error
-        return vector
 
     def _result(self, hit: Hit) -> Result:
         return Result(

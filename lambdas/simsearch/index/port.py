@@ -185,18 +185,25 @@ class FailureLog(Protocol):
 
 
 def unit_vector(vector: npt.ArrayLike, *, dim: int) -> Vector:
-    """``vector`` as a unit-length float32 array of ``dim`` values, or ``InvalidVectorError``."""
-    array = np.asarray(vector, dtype=np.float32)
+    """``vector`` as a unit-length float32 array of ``dim`` values, or ``InvalidVectorError``.
+
+    Any finite direction is kept, whatever its magnitude: the values are read as float64 and divided
+    by the largest absolute one before the norm is taken, so the squares can neither overflow (JSON
+    brings values up to 1.8e308) nor underflow, and nothing passes through float32 before it has unit
+    length (a float32 norm of 3e38 values is infinite; values near 1e-45 keep only a few bits there).
+    """
+    array = np.asarray(vector, dtype=np.float64)
     if array.shape != (dim,):
         raise InvalidVectorError(
             f"vector has shape {array.shape}; this index holds vectors of shape ({dim},)"
         )
     if not np.all(np.isfinite(array)):
         raise InvalidVectorError("vector contains NaN or infinite values; every value must be finite")
-    norm = float(np.linalg.norm(array.astype(np.float64)))  # float32 squares overflow above ~1e19
-    if norm == 0.0:
+    largest = float(np.max(np.abs(array)))
+    if largest == 0.0:
         raise InvalidVectorError("vector has length 0; it must have a direction to be compared")
-    unit: Vector = (array / norm).astype(np.float32)
+    scaled = array / largest
+    unit: Vector = (scaled / np.linalg.norm(scaled)).astype(np.float32)
     return unit
 
 
