@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import evaluation
 from infra import preflight
 from localmode import discovery
+from localmode.ports import PortInUseError
 from model import whiten
 from simsearch.errors import SimsearchError
 from simsearch.formats import FORMATS, IMAGE_SUFFIXES, media_type_for
@@ -100,6 +101,9 @@ def _serve(args: argparse.Namespace) -> int:
             threading.Event().wait()
     except KeyboardInterrupt:
         print("\nstopped", flush=True)
+    except PortInUseError as error:
+        flag = "--port" if error.port == args.port else "--s3-port"
+        raise CommandFailed(f"{error} with {flag}") from error
     return 0
 
 

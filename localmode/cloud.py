@@ -23,11 +23,13 @@ from typing import Any
 
 import boto3
 
+from localmode.ports import ensure_free
 from simsearch.delivery import MAX_RECEIVES, NOTIFIED_EVENTS
 
 VISIBILITY_TIMEOUT_S = 30
 UPLOADS_QUEUE = "uploads"
 DEAD_LETTERS_QUEUE = "uploads-dead-letters"
+MOTO_ROLE = "moto's S3 and SQS server"
 
 CREDENTIALS = {  # moto accepts any; these keep boto3 from looking for (and finding) real ones
     "AWS_ACCESS_KEY_ID": "local",
@@ -83,6 +85,7 @@ def moto_server(*, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
     """
     from moto.server import ThreadedMotoServer  # moto takes ~0.4 s to import; only `serve` needs it
 
+    ensure_free(host, port, role=MOTO_ROLE)  # moto binds on its own thread, and would leave us waiting
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server logs every request at INFO
     server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
     server.start()

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from localmode import api_gateway, worker
 from localmode.cloud import VISIBILITY_TIMEOUT_S, LocalCloud, moto_server, provision
 from localmode.harness import deployed
+from localmode.ports import ensure_free
 from localmode.static_site import with_static_site
 from simsearch.formats import is_image_name, media_type_for
 from simsearch.settings import Settings
@@ -108,6 +109,7 @@ class LocalStack:
 @contextmanager
 def started(config: StackConfig) -> Iterator[LocalStack]:
     """Start moto, configure the handlers, start the worker and the API; stop it all when the block ends."""
+    ensure_free(config.host, config.api_port, role=api_gateway.API_ROLE)  # now, not after the model loads
     with ExitStack() as stack:
         endpoint = stack.enter_context(moto_server(host=config.host, port=config.s3_port))
         settings = config.settings
