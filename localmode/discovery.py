@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from localmode.cloud import LocalCloud
+from simsearch.errors import ConfigError
 from simsearch.settings import Settings
 
 NOTE = Path(".cache/localmode/stack.json")
@@ -32,9 +33,16 @@ class RunningStack:
 def announced(running: RunningStack, *, note: Path | None = None) -> Iterator[None]:
     """Write the note (default ``NOTE``) for the block's duration."""
     note = note or NOTE
-    note.parent.mkdir(parents=True, exist_ok=True)
     payload = {"url": running.url, "cloud": asdict(running.cloud), "settings": running.settings.to_env()}
-    note.write_text(json.dumps(payload, indent=2) + "\n", "utf-8")
+    try:
+        note.parent.mkdir(parents=True, exist_ok=True)
+        note.write_text(json.dumps(payload, indent=2) + "\n", "utf-8")
+    except OSError as error:
+        raise ConfigError(
+            f"cannot write {note}, where the other imgsearch commands find the running stack "
+            f"({error.strerror}: {error.filename}); make {note.parent} writable by this user, or run "
+            "imgsearch from a folder where it is"
+        ) from error
     try:
         yield
     finally:
