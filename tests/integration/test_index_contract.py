@@ -191,6 +191,25 @@ def test_a_query_of_any_finite_magnitude_ranks_by_the_cosine_of_its_direction(
         assert hit.similarity == pytest.approx(expected[hit.metadata.key], abs=1e-3)
 
 
+@pytest.mark.parametrize("count", [0, 6, 7], ids=["empty", "whole pages", "a partial page"])
+def test_scan_lists_every_document_once_in_id_order_page_by_page(index: VectorIndex, count: int) -> None:
+    docs = [
+        document(f"photos/{i}.jpg", v, label="cat") for i, v in enumerate(unit_vectors(count, DIM, seed=9))
+    ]
+    index.upsert(docs)
+    listed = list(index.scan(page_size=3))
+    assert [item.image_id for item in listed] == sorted(doc.image_id for doc in docs)
+    by_id = {doc.image_id: doc.metadata for doc in docs}
+    assert all(item.metadata == by_id[item.image_id] for item in listed)
+
+
+def test_scan_leaves_removed_documents_out(index: VectorIndex) -> None:
+    docs = [document(f"photos/{i}.jpg", v) for i, v in enumerate(unit_vectors(4, DIM, seed=10))]
+    index.upsert(docs)
+    index.delete([docs[1].image_id])
+    assert {item.image_id for item in index.scan()} == {docs[0].image_id, docs[2].image_id, docs[3].image_id}
+
+
 def test_get_of_an_unknown_id_raises_not_found(index: VectorIndex) -> None:
     with pytest.raises(NotFoundError, match="no image"):
         index.get("f" * 32)

@@ -36,11 +36,13 @@ from simsearch.errors import ConfigError, IndexUnavailableError, NotFoundError
 from simsearch.index import mapping
 from simsearch.index.naming import alias_name, version_name
 from simsearch.index.port import (
+    SCAN_PAGE_SIZE,
     Document,
     FailureRecord,
     Filters,
     Hit,
     ImageMetadata,
+    IndexedImage,
     Vector,
     WriteResult,
     check_search_arguments,
@@ -434,6 +436,23 @@ class EmbeddedIndex:
         with self._store.reading() as conn:
             row = conn.execute("SELECT COUNT(*) FROM documents WHERE index_name = ?", (self._target(conn),))
             return int(row.fetchone()[0])
+
+    def scan(self, *, page_size: int = SCAN_PAGE_SIZE) -> Iterator[IndexedImage]:
+        after = ""  # keyset paging on the (index_name, image_id) unique index: each page is one seek
+        while True:
+            with self._store.reading() as conn:
+                rows = conn.execute(
+                    "SELECT image_id, metadata FROM documents WHERE index_name = ? AND image_id > ?"
+                    " ORDER BY image_id LIMIT ?",
+                    (self._target(conn), after, page_size),
+                ).fetchall()
+            for image_id, metadata in rows:
+                yield IndexedImage(
+                    image_id=image_id, metadata=ImageMetadata.from_source(json.loads(metadata))
+                )
+            if len(rows) < page_size:
+                return
+            after = rows[-1][0]
 
     def create_version(self, version: int) -> EmbeddedIndex:
         handle = EmbeddedIndex(

@@ -12,7 +12,7 @@ written, so a bad document never leaves half a batch behind.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from typing import Any, Protocol
@@ -25,6 +25,7 @@ from simsearch.errors import InvalidRequestError, InvalidVectorError
 Vector = npt.NDArray[np.float32]  # shape (dim,), L2-normalised
 
 MAX_K = 10_000  # OpenSearch's k-NN query accepts k in [1, 10000]
+SCAN_PAGE_SIZE = 500  # documents per request of a scan: its memory and each request's size stay bounded
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,6 +69,14 @@ class ImageMetadata:
 class Document:
     image_id: str
     vector: Vector
+    metadata: ImageMetadata
+
+
+@dataclass(frozen=True, kw_only=True)
+class IndexedImage:
+    """A document without its vector: what ``VectorIndex.scan`` lists, to compare with the bucket."""
+
+    image_id: str
     metadata: ImageMetadata
 
 
@@ -154,6 +163,14 @@ class VectorIndex(Protocol):
         ...
 
     def count(self) -> int: ...
+
+    def scan(self, *, page_size: int = SCAN_PAGE_SIZE) -> Iterator[IndexedImage]:
+        """Every document, vector left out, in order of ``image_id``, read ``page_size`` at a time.
+
+        Each document present for the whole scan is listed once; one written or removed meanwhile may
+        or may not be. For reconciling the index with its bucket, and for re-indexing.
+        """
+        ...
 
     def create_version(self, version: int) -> VectorIndex:
         """Create ``<alias>-v<version>`` (idempotent) and return a handle that reads and writes it."""
