@@ -99,10 +99,11 @@ def moto_server(*, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
         server.stop()
 
 
-def provision(endpoint: str, *, bucket: str, region: str) -> LocalCloud:
+def provision(endpoint: str, *, bucket: str, region: str, notifying: bool = True) -> LocalCloud:
     """Create the bucket, the queues and the notification on ``endpoint``, as the CDK app does in AWS.
 
-    ``endpoint`` empty: in this process, where moto's ``mock_aws()`` must be active.
+    ``endpoint`` empty: in this process, where moto's ``mock_aws()`` must be active. ``notifying=False``
+    leaves the notification to ``notify``, so objects can be put back first without announcing them.
     """
     unconfigured = LocalCloud(
         endpoint=endpoint, region=region, bucket=bucket, queue_url="", queue_arn="", dead_letters_url=""
@@ -114,18 +115,24 @@ def provision(endpoint: str, *, bucket: str, region: str) -> LocalCloud:
         QueueName=UPLOADS_QUEUE,
         Attributes={"VisibilityTimeout": str(VISIBILITY_TIMEOUT_S), "RedrivePolicy": json.dumps(redrive)},
     )["QueueUrl"]
-    queue_arn = _queue_arn(sqs, queue_url)
     s3.create_bucket(Bucket=bucket)
-    s3.put_bucket_notification_configuration(
-        Bucket=bucket, NotificationConfiguration=notification_configuration(queue_arn)
-    )
-    return LocalCloud(
+    cloud = LocalCloud(
         endpoint=endpoint,
         region=region,
         bucket=bucket,
         queue_url=queue_url,
-        queue_arn=queue_arn,
+        queue_arn=_queue_arn(sqs, queue_url),
         dead_letters_url=dead_letters_url,
+    )
+    if notifying:
+        notify(cloud)
+    return cloud
+
+
+def notify(cloud: LocalCloud) -> None:
+    """From now on, every object created in or removed from the bucket notifies the uploads queue."""
+    cloud.client("s3").put_bucket_notification_configuration(
+        Bucket=cloud.bucket, NotificationConfiguration=notification_configuration(cloud.queue_arn)
     )
 
 

@@ -38,9 +38,10 @@ def announced(running: RunningStack, *, note: Path | None = None) -> Iterator[No
         note.parent.mkdir(parents=True, exist_ok=True)
         note.write_text(json.dumps(payload, indent=2) + "\n", "utf-8")
     except OSError as error:
+        folder = next(parent for parent in note.resolve().parents if parent.is_dir())  # the one to fix
         raise ConfigError(
-            f"cannot write {note}, where the other imgsearch commands find the running stack "
-            f"({error.strerror}: {error.filename}); make {note.parent} writable by this user, or run "
+            f"cannot write {note.resolve()}, where the other imgsearch commands find the running stack "
+            f"({error.strerror}: {error.filename}); make {folder} writable by this user, or run "
             "imgsearch from a folder where it is"
         ) from error
     try:
