@@ -308,7 +308,8 @@ def _check_size(request: h11.Request) -> None:
     if line > HEAD_MAX_BYTES:
         raise _Refused(
             HTTPStatus.REQUEST_URI_TOO_LONG,
-            f"the request line is {line} bytes; at most {HEAD_MAX_BYTES} are accepted",
+            f"the request line is {line} bytes; at most {HEAD_MAX_BYTES} are accepted with the headers "
+            "(send long parameters in a JSON body)",
         )
     head = line + sum(len(name) + len(value) + 4 for name, value in request.headers.raw_items())
     if head > HEAD_MAX_BYTES:

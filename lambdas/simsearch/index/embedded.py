@@ -120,8 +120,12 @@ class _Store:
             self.conn = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.executescript(_SCHEMA)
-        with self.writing() as conn:  # a write that changes nothing, refused as the first real one would be
-            conn.execute("UPDATE indexes SET generation = generation WHERE 0")
+        try:
+            with self.writing() as conn:  # a write that changes nothing, refused as a real one would be
+                conn.execute("UPDATE indexes SET generation = generation WHERE 0")
+        except ConfigError:
+            self.conn.close()
+            raise
 
     def close(self) -> None:
         with self.lock:
@@ -200,7 +204,7 @@ class _Store:
             raise IndexUnavailableError(f"the embedded index {self.path} failed: {error}") from error
 
 
-_UNWRITABLE = ("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_AUTH")
+_UNWRITABLE = ("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM")
 """SQLite's result codes (extended ones start with these) for a file or folder this process may not write."""
 
 
