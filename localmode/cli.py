@@ -26,6 +26,7 @@ import evaluation
 from infra import preflight
 from localmode import discovery, reindexing
 from localmode.errors import CommandFailed
+from localmode.ports import PortInUseError
 from model import whiten
 from simsearch.errors import SimsearchError
 from simsearch.formats import FORMATS, IMAGE_SUFFIXES, media_type_for
@@ -87,16 +88,28 @@ def _serve(args: argparse.Namespace) -> int:
     where = settings.opensearch_url or settings.embedded_index_path
     print(f"starting the local stack (index: {where}) …", flush=True)
     config = StackConfig(
-        settings=settings, host=args.host, api_port=args.port, s3_port=args.s3_port, verbose=args.verbose
+        settings=settings,
+        host=args.host,
+        api_port=args.port,
+        s3_port=args.s3_port,
+        verbose=args.verbose,
+        images=images,
     )
     try:
         with started(config) as stack, discovery.announced(_running(stack)):
             print(f"S3 and SQS (moto) at {stack.cloud.endpoint}", flush=True)
+            if report := stack.reconciled.report():
+                print(report, flush=True)
             print(f"\n    Open {stack.url} to search (Ctrl-C stops everything)\n", flush=True)
-            _upload_and_wait(stack, images)
+            _upload_and_wait(
+                stack, {key: images[key] for key in stack.reconciled.to_index}, total=len(images)
+            )
             threading.Event().wait()
     except KeyboardInterrupt:
         print("\nstopped", flush=True)
+    except PortInUseError as error:
+        flag = "--port" if error.port == args.port else "--s3-port"
+        raise CommandFailed(f"{error} with {flag}") from error
     return 0
 
 
@@ -104,8 +117,10 @@ def _running(stack: LocalStack) -> discovery.RunningStack:
     return discovery.RunningStack(url=stack.url, cloud=stack.cloud, settings=stack.settings)
 
 
-def _upload_and_wait(stack: LocalStack, images: Mapping[str, Traversable]) -> None:
+def _upload_and_wait(stack: LocalStack, images: Mapping[str, Traversable], *, total: int) -> None:
     """Two progress bars: uploads (paced by ingestion) and the images the worker has settled.
+
+    ``images`` are those the index did not hold at start, of ``total`` in the bucket.
 
     The page works meanwhile; a message that keeps failing ends in the dead-letter queue and leaves
     the second bar short of its total, which Ctrl-C ends like any other wait.
@@ -137,7 +152,7 @@ def _upload_and_wait(stack: LocalStack, images: Mapping[str, Traversable]) -> No
                 raise failures[0]
     health = _get_json(f"{stack.url}/health", api_key=None)
     print(f"{health['documents']} images searchable with {health['model_id']} at {stack.url}", flush=True)
-    if health["documents"] < count:
+    if health["documents"] < total:
         print("some images could not be indexed: `imgsearch failures` says why", flush=True)
 
 

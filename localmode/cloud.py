@@ -23,11 +23,13 @@ from typing import Any
 
 import boto3
 
+from localmode.ports import ensure_free
 from simsearch.delivery import MAX_RECEIVES, NOTIFIED_EVENTS
 
 VISIBILITY_TIMEOUT_S = 30
 UPLOADS_QUEUE = "uploads"
 DEAD_LETTERS_QUEUE = "uploads-dead-letters"
+MOTO_ROLE = "moto's S3 and SQS server"
 
 CREDENTIALS = {  # moto accepts any; these keep boto3 from looking for (and finding) real ones
     "AWS_ACCESS_KEY_ID": "local",
@@ -83,6 +85,7 @@ def moto_server(*, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
     """
     from moto.server import ThreadedMotoServer  # moto takes ~0.4 s to import; only `serve` needs it
 
+    ensure_free(host, port, role=MOTO_ROLE)  # moto binds on its own thread, and would leave us waiting
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server logs every request at INFO
     server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
     server.start()
@@ -96,10 +99,11 @@ def moto_server(*, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
         server.stop()
 
 
-def provision(endpoint: str, *, bucket: str, region: str) -> LocalCloud:
+def provision(endpoint: str, *, bucket: str, region: str, notifying: bool = True) -> LocalCloud:
     """Create the bucket, the queues and the notification on ``endpoint``, as the CDK app does in AWS.
 
-    ``endpoint`` empty: in this process, where moto's ``mock_aws()`` must be active.
+    ``endpoint`` empty: in this process, where moto's ``mock_aws()`` must be active. ``notifying=False``
+    leaves the notification to ``notify``, so objects can be put back first without announcing them.
     """
     unconfigured = LocalCloud(
         endpoint=endpoint, region=region, bucket=bucket, queue_url="", queue_arn="", dead_letters_url=""
@@ -111,18 +115,24 @@ def provision(endpoint: str, *, bucket: str, region: str) -> LocalCloud:
         QueueName=UPLOADS_QUEUE,
         Attributes={"VisibilityTimeout": str(VISIBILITY_TIMEOUT_S), "RedrivePolicy": json.dumps(redrive)},
     )["QueueUrl"]
-    queue_arn = _queue_arn(sqs, queue_url)
     s3.create_bucket(Bucket=bucket)
-    s3.put_bucket_notification_configuration(
-        Bucket=bucket, NotificationConfiguration=notification_configuration(queue_arn)
-    )
-    return LocalCloud(
+    cloud = LocalCloud(
         endpoint=endpoint,
         region=region,
         bucket=bucket,
         queue_url=queue_url,
-        queue_arn=queue_arn,
+        queue_arn=_queue_arn(sqs, queue_url),
         dead_letters_url=dead_letters_url,
+    )
+    if notifying:
+        notify(cloud)
+    return cloud
+
+
+def notify(cloud: LocalCloud) -> None:
+    """From now on, every object created in or removed from the bucket notifies the uploads queue."""
+    cloud.client("s3").put_bucket_notification_configuration(
+        Bucket=cloud.bucket, NotificationConfiguration=notification_configuration(cloud.queue_arn)
     )
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from localmode.cloud import LocalCloud
 from localmode.errors import CommandFailed
+from simsearch.errors import ConfigError
 from simsearch.settings import ENV_PREFIX, Settings
 
 NOTE = Path(".cache/localmode/stack.json")
@@ -34,9 +35,17 @@ class RunningStack:
 def announced(running: RunningStack, *, note: Path | None = None) -> Iterator[None]:
     """Write the note (default ``NOTE``) for the block's duration."""
     note = note or NOTE
-    note.parent.mkdir(parents=True, exist_ok=True)
     payload = {"url": running.url, "cloud": asdict(running.cloud), "settings": running.settings.to_env()}
-    note.write_text(json.dumps(payload, indent=2) + "\n", "utf-8")
+    try:
+        note.parent.mkdir(parents=True, exist_ok=True)
+        note.write_text(json.dumps(payload, indent=2) + "\n", "utf-8")
+    except OSError as error:
+        folder = next(parent for parent in note.resolve().parents if parent.is_dir())  # the one to fix
+        raise ConfigError(
+            f"cannot write {note.resolve()}, where the other imgsearch commands find the running stack "
+            f"({error.strerror}: {error.filename}); make {folder} writable by this user, or run "
+            "imgsearch from a folder where it is"
+        ) from error
     try:
         yield
     finally:

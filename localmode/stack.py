@@ -6,8 +6,10 @@ the queue as ``infra/ingestion.py`` sets it up, ``QueueWorker`` feeds the ingest
 event source does, and ``ApiGatewayServer`` feeds the query handler as API Gateway does.
 
 moto keeps the bucket in memory, while the index persists (the embedded index in a file, or
-``OPENSEARCH_URL``): a second run uploads the same files again, and ingestion finds each ETag already
-indexed (``unchanged``), so it costs a HEAD and an index read per image, no inference.
+``OPENSEARCH_URL``): each start puts the images folder back into the bucket before the bucket notifies
+the queue, and reconciles the index with it (``localmode.reconcile``). Documents whose images are gone
+are removed; only the images the index does not hold at their ETag go through ingestion again, so a
+restart costs no inference for what was indexed, and a kill -9 half-way through loses nothing.
 """
 
 from __future__ import annotations
@@ -16,15 +18,17 @@ import hashlib
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from contextlib import ExitStack, closing, contextmanager
+from dataclasses import dataclass, field
 from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from localmode import api_gateway, worker
-from localmode.cloud import VISIBILITY_TIMEOUT_S, LocalCloud, moto_server, provision
+from localmode.cloud import VISIBILITY_TIMEOUT_S, LocalCloud, moto_server, notify, provision
 from localmode.harness import deployed
+from localmode.ports import ensure_free
+from localmode.reconcile import Reconciled, reconcile
 from localmode.static_site import with_static_site
 from simsearch.formats import is_image_name, media_type_for
 from simsearch.settings import Settings
@@ -42,13 +46,18 @@ CACHE_DIR = Path(".cache/localmode")
 
 @dataclass(frozen=True, kw_only=True)
 class StackConfig:
-    """Where the local stack listens and what it runs; ``port=0`` picks a free port (tests)."""
+    """Where the local stack listens and what it runs; ``port=0`` picks a free port (tests).
+
+    ``images`` is what the bucket holds at start (the images folder, by key): moto forgets the bucket
+    when it stops, so each start puts them back before reconciling the index with them.
+    """
 
     settings: Settings
     host: str = "127.0.0.1"
     api_port: int = 8000
     s3_port: int = 8001
     verbose: bool = False
+    images: Mapping[str, Traversable] = field(default_factory=dict)
 
 
 def index_path_for(images: Path | None, *, cache_dir: Path = CACHE_DIR) -> Path:
@@ -97,23 +106,35 @@ class IngestProgress:
 
 @dataclass(frozen=True, kw_only=True)
 class LocalStack:
-    """A running local stack: its API (and page) URL, the moto resources and the ingest progress."""
+    """A running local stack: its API (and page) URL, the moto resources, the ingest progress, and
+    what starting did to make the index mirror the bucket (``to_index`` is for the caller to upload)."""
 
     url: str
     cloud: LocalCloud
     settings: Settings
     progress: IngestProgress
+    reconciled: Reconciled
 
 
 @contextmanager
 def started(config: StackConfig) -> Iterator[LocalStack]:
-    """Start moto, configure the handlers, start the worker and the API; stop it all when the block ends."""
+    """Start moto, configure the handlers, start the worker and the API; stop it all when the block ends.
+
+    Before the bucket notifies anyone, ``config.images`` are put back into it and the index is
+    reconciled with it (``localmode.reconcile``): what was indexed and unchanged costs nothing.
+    """
+    ensure_free(config.host, config.api_port, role=api_gateway.API_ROLE)  # now, not after the model loads
     with ExitStack() as stack:
         endpoint = stack.enter_context(moto_server(host=config.host, port=config.s3_port))
         settings = config.settings
-        cloud = provision(endpoint, bucket=settings.images_bucket, region=settings.aws_region)
+        cloud = provision(
+            endpoint, bucket=settings.images_bucket, region=settings.aws_region, notifying=False
+        )
+        upload(cloud, config.images)
+        notify(cloud)
         deployment = stack.enter_context(deployed(settings, cloud=cloud, quiet=not config.verbose))
         deployment.cold_start("ingest")  # loads the model and creates the index: /health answers at once
+        reconciled = _reconciled(settings, cloud)
         from handlers import ingest, query
 
         progress = IngestProgress()
@@ -123,7 +144,30 @@ def started(config: StackConfig) -> Iterator[LocalStack]:
         server = stack.enter_context(
             api_gateway.running(with_static_site(query.handler), host=config.host, port=config.api_port)
         )
-        yield LocalStack(url=server.url, cloud=cloud, settings=settings, progress=progress)
+        yield LocalStack(
+            url=server.url, cloud=cloud, settings=settings, progress=progress, reconciled=reconciled
+        )
+
+
+def _reconciled(settings: Settings, cloud: LocalCloud) -> Reconciled:
+    """Reconcile the indexes of ``settings`` with ``cloud``'s bucket, through handles of their own."""
+    from simsearch.errors import IndexUnavailableError
+    from simsearch.index import connect_collection
+    from simsearch.storage import S3ImageStore
+
+    images = S3ImageStore(cloud.client("s3"))
+    with closing(connect_collection(settings)) as collection, closing(images):
+        pointers = collection.pointers()
+        if pointers.serving is None:
+            raise IndexUnavailableError("no index serves after the deployment attached its model")
+        others = [collection.index(info) for info in pointers.writing if info != pointers.serving]
+        return reconcile(
+            collection.index(pointers.serving),
+            images,
+            bucket=cloud.bucket,
+            ignored_prefix=settings.query_upload_prefix,
+            also=others,
+        )
 
 
 def folder_images(folder: Path) -> dict[str, Path]:

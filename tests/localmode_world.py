@@ -7,8 +7,9 @@ so labels come from folders as they do for ``IMAGES=...``; the query for a pictu
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 from localmode.harness import local_settings
@@ -38,16 +39,23 @@ def query_image(folder: Path, name: str) -> bytes:
     return reframed(original, keep=0.8, scale=0.6, quality=70)
 
 
-def stack_config(*, model_dir: Path, index_path: Path) -> StackConfig:
+def stack_config(
+    *, model_dir: Path, index_path: Path, images: Mapping[str, Traversable] | None = None
+) -> StackConfig:
     return StackConfig(
-        settings=local_settings(model_dir=model_dir, index_path=index_path), api_port=0, s3_port=0
+        settings=local_settings(model_dir=model_dir, index_path=index_path),
+        api_port=0,
+        s3_port=0,
+        images=images or {},
     )
 
 
 @contextmanager
 def stack_with(folder: Path, *, model_dir: Path, index_path: Path) -> Iterator[LocalStack]:
-    """The local stack with ``folder`` uploaded and every upload settled by the worker."""
-    with started(stack_config(model_dir=model_dir, index_path=index_path)) as stack:
-        count = upload(stack.cloud, folder_images(folder), paced_by=stack.progress)
+    """The local stack on ``folder``, as `imgsearch serve --images` runs it, once ingestion has settled."""
+    images = folder_images(folder)
+    with started(stack_config(model_dir=model_dir, index_path=index_path, images=images)) as stack:
+        pending = {key: images[key] for key in stack.reconciled.to_index}
+        count = upload(stack.cloud, pending, paced_by=stack.progress)
         assert stack.progress.wait_for(count, timeout=INGEST_TIMEOUT_S), "ingestion did not finish"
         yield stack

@@ -16,9 +16,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import best_match
-
+from handlers.request_schema import BoundedSchema
 from simsearch.errors import (
     ImageTooLargeError,
     InvalidRequestError,
@@ -56,19 +54,16 @@ their size): 4 MiB becomes 5.6 MB, which leaves room for the headers. Larger ima
 _INLINE_BODY_MAX_CHARS: Final = 4 * math.ceil(INLINE_IMAGE_MAX_BYTES / 3) + 64 * 1024  # base64 + JSON
 _QUERY_FIELDS: Final = ("image", "s3_key", "id", "vector")
 _OPTION_FIELDS: Final = ("k", "filter", "min_similarity")
+_NUMBER_MAX_CHARS: Final = 32  # k has 3 digits at most; min_similarity needs no more than float64 gives
 _INTEGER: Final = re.compile(r"-?[0-9]+")
 _NUMBER: Final = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")
 _MAX_MESSAGE_CHARS: Final = 300
 
 
-def _validator(schema: str) -> Draft202012Validator:
-    """A validator for one named schema; its ``$ref``s resolve inside the document's components."""
-    return Draft202012Validator(
-        {"$ref": f"#/components/schemas/{schema}", "components": DOCUMENT["components"]}
-    )
-
-
-_VALIDATORS: Final = {name: _validator(name) for name in ("SearchRequest", "SearchOptions", "ImageId")}
+_VALIDATORS: Final = {
+    name: BoundedSchema(name, DOCUMENT["components"])
+    for name in ("SearchRequest", "SearchOptions", "ImageId")
+}
 
 
 def search_request(event: APIGatewayProxyEvent) -> tuple[Query, SearchOptions]:
@@ -146,6 +141,11 @@ def _json_object(event: APIGatewayProxyEvent) -> dict[str, Any]:
         payload = json.loads(body)
     except ValueError as error:  # JSONDecodeError, and UnicodeDecodeError for bytes that are not UTF-8
         raise InvalidRequestError(f"the body is not valid JSON: {error}") from error
+    except RecursionError as error:  # the parser's own depth limit, reached in microseconds
+        raise InvalidRequestError(
+            "the body nests arrays or objects deeper than the JSON parser allows; a search request "
+            'nests two levels at most, as in {"filter": {"label": "cats"}}'
+        ) from error
     if not isinstance(payload, dict):
         raise InvalidRequestError(f"the body must be a JSON object, not a JSON {type(payload).__name__}")
     given = [name for name in _QUERY_FIELDS if name in payload]
@@ -190,6 +190,10 @@ def _query_parameters(event: APIGatewayProxyEvent) -> dict[str, Any]:
 
 
 def _parsed(name: str, raw: str, pattern: re.Pattern[str], kind: type[int] | type[float]) -> int | float:
+    if len(raw) > _NUMBER_MAX_CHARS:  # int() of thousands of digits is slow, and refused past 4300
+        raise InvalidRequestError(
+            f"{name} has {len(raw)} characters; a number here has at most {_NUMBER_MAX_CHARS}"
+        )
     if not pattern.fullmatch(raw):
         raise InvalidRequestError(
             f"{name} is {raw!r}; it must be a{'n integer' if kind is int else ' number'}"
@@ -227,11 +231,11 @@ def _text(name: str, value: str) -> str:
 
 def _validate(schema: str, instance: object, *, where: str) -> None:
     """Raise ``InvalidRequestError`` naming the most relevant problem jsonschema finds, if any."""
-    error = best_match(_VALIDATORS[schema].iter_errors(instance))
+    error = _VALIDATORS[schema].first_error(instance)
     if error is None:
         return
     path = ".".join(str(part) for part in error.absolute_path)
     message = error.message
-    if len(message) > _MAX_MESSAGE_CHARS:  # messages quote the value, which may be a whole base64 image
+    if len(message) > _MAX_MESSAGE_CHARS:  # unknown property names are quoted, and may be long
         message = message[:_MAX_MESSAGE_CHARS] + "…"
     raise InvalidRequestError(f"{path or where}: {message}")

@@ -61,18 +61,23 @@ def error_response(
     headers: Mapping[str, str] | None = None,
 ) -> Response[dict[str, object]]:
     """The JSON error body, with ``Retry-After`` on a 503."""
-    error: dict[str, str] = {"code": code, "message": message}
-    if request_id is not None:
-        error["request_id"] = request_id
     headers = dict(headers or {})
     if status == HTTPStatus.SERVICE_UNAVAILABLE:
         headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return Response(
         status_code=status.value,
         content_type=content_types.APPLICATION_JSON,
-        body={"error": error},
+        body=error_body(code=code, message=message, request_id=request_id),
         headers=headers,
     )
+
+
+def error_body(*, code: str, message: str, request_id: str | None = None) -> dict[str, object]:
+    """``{"error": {"code": ..., "message": ...}}``: every error response's body, the local gateway's too."""
+    error: dict[str, str] = {"code": code, "message": message}
+    if request_id is not None:
+        error["request_id"] = request_id
+    return {"error": error}
 
 
 def register(

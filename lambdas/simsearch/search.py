@@ -14,8 +14,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, assert_never
 
-import numpy as np
-
 from simsearch.errors import (
     ImageTooLargeError,
     IndexUnavailableError,
@@ -23,7 +21,7 @@ from simsearch.errors import (
     InvalidVectorError,
     NotFoundError,
 )
-from simsearch.index.port import Filters, Hit, Vector, check_search_arguments
+from simsearch.index.port import Filters, Hit, Vector, check_search_arguments, unit_vector
 from simsearch.preprocess import ImageLimits, decode_image
 
 if TYPE_CHECKING:
@@ -263,17 +261,16 @@ class SearchService:
         return self._images.read(stored)
 
     def _checked_vector(self, values: Sequence[float], embedder: Embedder) -> Vector:
-        """The vector as float32; the index checks finiteness and normalises it."""
+        """The unit vector of the values as sent: cast to float32 first, 3e38s would become infinite."""
         if len(values) != embedder.dim:
             raise InvalidVectorError(
                 f"vector has {len(values)} values; "
                 f"model {embedder.model_id} embeds images into {embedder.dim}"
             )
         try:
-            vector: Vector = np.asarray(values, dtype=np.float32)
+            return unit_vector(values, dim=embedder.dim)
         except (OverflowError, TypeError, ValueError) as error:
             raise InvalidVectorError(f"vector values must be finite numbers: {error}") from error
-        return vector
 
     def _result(self, hit: Hit) -> Result:
         return Result(

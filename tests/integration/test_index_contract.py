@@ -175,6 +175,41 @@ def test_a_vector_that_is_not_unit_length_is_stored_normalised(index: VectorInde
     np.testing.assert_allclose(index.get(doc.image_id).vector, E0, atol=1e-6)
 
 
+@pytest.mark.parametrize("magnitude", [3e38, 1e-45, 1e300, 1e-300], ids=str)
+def test_a_query_of_any_finite_magnitude_ranks_by_the_cosine_of_its_direction(
+    index: VectorIndex, magnitude: float
+) -> None:
+    """3e38 and 1e-45 are float32's extremes (the largest, a subnormal); 1e300 and 1e-300 come as JSON."""
+    half = unit([1, 1, 1, 1, 0, 0, 0, 0])
+    index.upsert([document("photos/e0.jpg", E0), document("photos/half.jpg", half)])
+    dtype = np.float32 if magnitude in (3e38, 1e-45) else np.float64
+    query = np.full(DIM, magnitude, dtype=dtype)  # the direction of (1, ..., 1), whatever the magnitude
+    hits = index.search(query, k=2)  # type: ignore[arg-type]  # JSON's float64 reaches the port too
+    expected = {"photos/half.jpg": 4 / math.sqrt(8) / 2, "photos/e0.jpg": 1 / math.sqrt(8)}
+    assert [hit.metadata.key for hit in hits] == list(expected)
+    for hit in hits:
+        assert hit.similarity == pytest.approx(expected[hit.metadata.key], abs=1e-3)
+
+
+@pytest.mark.parametrize("count", [0, 6, 7], ids=["empty", "whole pages", "a partial page"])
+def test_scan_lists_every_document_once_in_id_order_page_by_page(index: VectorIndex, count: int) -> None:
+    docs = [
+        document(f"photos/{i}.jpg", v, label="cat") for i, v in enumerate(unit_vectors(count, DIM, seed=9))
+    ]
+    index.upsert(docs)
+    listed = list(index.scan(page_size=3))
+    assert [item.image_id for item in listed] == sorted(doc.image_id for doc in docs)
+    by_id = {doc.image_id: doc.metadata for doc in docs}
+    assert all(item.metadata == by_id[item.image_id] for item in listed)
+
+
+def test_scan_leaves_removed_documents_out(index: VectorIndex) -> None:
+    docs = [document(f"photos/{i}.jpg", v) for i, v in enumerate(unit_vectors(4, DIM, seed=10))]
+    index.upsert(docs)
+    index.delete([docs[1].image_id])
+    assert {item.image_id for item in index.scan()} == {docs[0].image_id, docs[2].image_id, docs[3].image_id}
+
+
 def test_get_of_an_unknown_id_raises_not_found(index: VectorIndex) -> None:
     with pytest.raises(NotFoundError, match="no image"):
         index.get("f" * 32)

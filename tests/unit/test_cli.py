@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
@@ -157,3 +160,28 @@ def test_the_latest_inventory_manifest_is_found_and_its_absence_explained(
         assert reindexing.latest_inventory(stack) == (
             "inventory/images/backfill/2026-12-05T01-00Z/manifest.json"
         )
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    """A port something listens on for the test's duration."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        yield int(listener.getsockname()[1])
+
+
+@pytest.mark.parametrize("flag", ["--port", "--s3-port"])
+def test_serve_on_a_taken_port_fails_at_once_naming_the_port_and_the_flag(
+    flag: str, taken_port: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = "--s3-port" if flag == "--port" else "--port"
+    argv = ["serve", flag, str(taken_port), other, "0", "--index-path", str(tmp_path / "i.sqlite")]
+    started = time.monotonic()
+    assert cli.main(argv) == 1
+    assert time.monotonic() - started < 30  # before the model loads; moto's thread never leaves us waiting
+    err = capsys.readouterr().err
+    assert f"127.0.0.1:{taken_port}" in err
+    assert "the port is in use (another `imgsearch serve`?); stop what listens there, or choose" in err
+    assert err.rstrip().endswith(f"another port with {flag}")
+    assert "Traceback" not in err

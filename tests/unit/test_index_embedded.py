@@ -197,3 +197,17 @@ def test_the_failure_log_keeps_one_record_per_object_version_newest_first(tmp_pa
     assert recent[0].at == start + timedelta(minutes=3)
     assert len(log.recent(2)) == 2
     assert isinstance(log, EmbeddedFailureLog)
+
+
+def test_an_index_whose_folder_cannot_be_created_names_the_path_the_cause_and_the_fix(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    path = tmp_path / "a-file" / "index" / "index.sqlite"
+    with pytest.raises(ConfigError) as raised:
+        EmbeddedIndex.open(path, prefix="images", model_id="m", dim=DIM)
+    message = str(raised.value)
+    assert f"the embedded index {path} cannot be written" in message
+    assert f"cannot create {tmp_path / 'a-file' / 'index'}: Not a directory" in message
+    assert f"make {tmp_path} and the files in it writable" in message
+    assert raised.value.code == "config_error"  # to fix, not to retry

@@ -1,19 +1,26 @@
 """The local server hands requests to a Lambda handler as API Gateway's REST proxy events, and writes back
-what the handler returns; a recording handler stands in for the query handler here."""
+what the handler returns; a recording handler stands in for the query handler here. Requests that are not
+valid HTTP, or that outgrow API Gateway's quotas, are answered by the gateway itself in the API's JSON
+error shape, and no read waits longer than the read timeout."""
 
 from __future__ import annotations
 
 import base64
+import http.client
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 import requests
 
+from handlers.gateway import HEAD_MAX_BYTES
 from localmode.api_gateway import MAX_BODY_BYTES, ApiGatewayServer, running
+from localmode.ports import PortInUseError
 
 
 class Recorder:
@@ -150,3 +157,143 @@ def test_requests_reach_the_handler_one_at_a_time_like_one_lambda_container(
         thread.join()
     assert len(recorder.events) == 4
     assert recorder.most_at_once == 1
+
+
+# HTTP framing and limits: what the gateway answers itself, always in the API's JSON error shape ------
+
+SHORT_TIMEOUT_S = 0.5
+
+
+@pytest.fixture
+def strict(recorder: Recorder) -> Iterator[ApiGatewayServer]:
+    """The server with a short read timeout, so a test of it does not wait ten seconds."""
+    with running(recorder, read_timeout_s=SHORT_TIMEOUT_S) as started:
+        yield started
+
+
+@dataclass(frozen=True)
+class Raw:
+    status: int
+    headers: http.client.HTTPMessage
+    body: bytes
+    seconds: float
+
+    @property
+    def error(self) -> dict[str, str]:
+        assert self.headers["Content-Type"] == "application/json"
+        error: dict[str, str] = json.loads(self.body)["error"]
+        return error
+
+
+def raw(server: ApiGatewayServer, request: bytes, *, method: str = "GET") -> Raw:
+    """Send ``request`` byte for byte and read the one answer (bounded: the test fails, never hangs)."""
+    started = time.monotonic()
+    with socket.create_connection(server.server_address[:2], timeout=10) as connection:
+        connection.sendall(request)
+        response = http.client.HTTPResponse(connection, method=method)
+        response.begin()
+        body = response.read()
+    return Raw(response.status, response.headers, body, time.monotonic() - started)
+
+
+def post(content_length: str, body: bytes = b"{}", *, extra: str = "") -> bytes:
+    head = f"POST /search HTTP/1.1\r\nHost: x\r\nContent-Length: {content_length}\r\n{extra}\r\n"
+    return head.encode() + body
+
+
+@pytest.mark.parametrize("content_length", ["abc", "1e3", "-1", "2, 3", " "])
+def test_a_malformed_content_length_is_a_400_in_the_api_shape(
+    strict: ApiGatewayServer, recorder: Recorder, content_length: str
+) -> None:
+    answer = raw(strict, post(content_length))
+    assert answer.status == 400
+    assert answer.error["code"] == "invalid_request"
+    assert "Content-Length" in answer.error["message"]
+    assert recorder.events == []
+
+
+def test_two_content_lengths_that_disagree_are_a_400(strict: ApiGatewayServer, recorder: Recorder) -> None:
+    answer = raw(strict, post("2", extra="Content-Length: 5\r\n"))
+    assert (answer.status, answer.error["code"]) == (400, "invalid_request")
+    assert recorder.events == []
+
+
+def test_a_body_shorter_than_announced_gets_408_after_the_read_timeout_and_blocks_no_one(
+    strict: ApiGatewayServer, recorder: Recorder
+) -> None:
+    with socket.create_connection(strict.server_address[:2], timeout=10) as stalled:
+        stalled.sendall(post("1000", b"{}"))
+        assert requests.get(f"{strict.url}/health", timeout=5).status_code == 200  # others are served
+        response = http.client.HTTPResponse(stalled)
+        response.begin()
+        assert response.status == 408
+        assert json.loads(response.read())["error"]["code"] == "request_timeout"
+    assert [event["httpMethod"] for event in recorder.events] == ["GET"]
+
+
+def test_a_request_line_over_api_gateways_quota_is_a_414(strict: ApiGatewayServer) -> None:
+    answer = raw(strict, f"GET /{'a' * HEAD_MAX_BYTES} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    assert (answer.status, answer.error["code"]) == (414, "request_line_too_long")
+
+
+@pytest.mark.parametrize("size", [HEAD_MAX_BYTES, 100 * HEAD_MAX_BYTES], ids=["over the quota", "huge"])
+def test_headers_over_api_gateways_quota_are_a_431(strict: ApiGatewayServer, size: int) -> None:
+    answer = raw(strict, f"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: {'b' * size}\r\n\r\n".encode())
+    assert (answer.status, answer.error["code"]) == (431, "headers_too_large")
+
+
+def test_a_declared_body_over_the_quota_is_a_413_before_it_is_sent(strict: ApiGatewayServer) -> None:
+    answer = raw(strict, post(str(MAX_BODY_BYTES + 1), b""))
+    assert (answer.status, answer.error["code"]) == (413, "request_too_large")
+    assert answer.seconds < SHORT_TIMEOUT_S  # refused from the header, not after waiting for the body
+
+
+def test_a_chunked_body_over_the_quota_is_a_413(strict: ApiGatewayServer, recorder: Recorder) -> None:
+    chunk = b"\0" * (1024 * 1024)
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(11))
+    answer = raw(strict, b"POST /search HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks)
+    assert (answer.status, answer.error["code"]) == (413, "request_too_large")
+    assert recorder.events == []
+
+
+def test_a_chunked_body_within_the_quota_reaches_the_handler(
+    strict: ApiGatewayServer, recorder: Recorder
+) -> None:
+    body = b"5\r\nhello\r\n0\r\n\r\n"
+    raw(
+        strict,
+        b"POST /search HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + body,
+    )
+    (event,) = recorder.events
+    assert event["body"] == "hello"
+
+
+def test_head_is_answered_like_get_without_a_body(strict: ApiGatewayServer, recorder: Recorder) -> None:
+    recorder.response = {
+        "statusCode": 200,
+        "headers": {"Content-Type": "application/json"},
+        "body": '{"a": 1}',
+    }
+    answer = raw(strict, b"HEAD /health HTTP/1.1\r\nHost: x\r\n\r\n", method="HEAD")
+    assert answer.status == 200
+    assert answer.headers["Content-Length"] == "8"
+    assert answer.body == b""
+    assert recorder.events[0]["httpMethod"] == "GET"
+
+
+def test_no_answer_names_the_server_or_its_python(strict: ApiGatewayServer) -> None:
+    for request in (b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n", post("abc")):
+        assert "Server" not in raw(strict, request).headers
+
+
+def test_a_port_in_use_is_refused_at_once_with_the_port(strict: ApiGatewayServer, recorder: Recorder) -> None:
+    host, port = strict.server_address[:2]
+    with pytest.raises(PortInUseError, match=f"{host}:{port}"):
+        ApiGatewayServer((str(host), int(port)), recorder)
+
+
+def test_the_server_keeps_serving_after_every_refusal(strict: ApiGatewayServer) -> None:
+    for request in (post("abc"), post("9", b"{}"), b"\x16\x03\x01 not http\r\n\r\n"):
+        raw(strict, request)
+    assert requests.get(f"{strict.url}/health", timeout=5).status_code == 200

@@ -36,11 +36,13 @@ from simsearch.errors import ConfigError, IndexUnavailableError, NotFoundError
 from simsearch.index import mapping
 from simsearch.index.naming import POINTERS, Pointer, alias_name, version_name
 from simsearch.index.port import (
+    SCAN_PAGE_SIZE,
     Document,
     FailureRecord,
     Filters,
     Hit,
     ImageMetadata,
+    IndexedImage,
     IndexInfo,
     Pointers,
     Vector,
@@ -113,15 +115,30 @@ class _Store:
     """One SQLite connection, its lock, and the faiss structures built from it, shared by handles."""
 
     def __init__(self, path: Path, hnsw: HnswParams) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with _sqlite_errors():
+        """Open (or create) the file, and check now that it can be written.
+
+        Every handle needs that, readers included: WAL readers write the ``-shm`` file beside it. A
+        read-only file would otherwise open, answer reads, and fail each write as if for a moment.
+        """
+        self.path = path
+        self.lock = threading.RLock()
+        self.hnsw = hnsw
+        self._neighbours: dict[str, _Neighbours] = {}
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise _unwritable(path, f"cannot create {error.filename}: {error.strerror}") from error
+        with self._sqlite_errors():
             # autocommit mode: transactions are explicit, one per batch (``writing``) or read (``reading``)
             self.conn = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.executescript(_SCHEMA)
-        self.lock = threading.RLock()
-        self.hnsw = hnsw
-        self._neighbours: dict[str, _Neighbours] = {}
+        try:
+            with self.writing() as conn:  # a write that changes nothing, refused as a real one would be
+                conn.execute("UPDATE indexes SET generation = generation WHERE 0")
+        except ConfigError:
+            self.conn.close()
+            raise
 
     def close(self) -> None:
         with self.lock:
@@ -141,7 +158,7 @@ class _Store:
 
     @contextmanager
     def _transaction(self, begin: str) -> Iterator[sqlite3.Connection]:
-        with self.lock, _sqlite_errors():
+        with self.lock, self._sqlite_errors():
             self.conn.execute(begin)
             try:
                 yield self.conn
@@ -193,14 +210,27 @@ class _Store:
         row = self.conn.execute("SELECT generation FROM indexes WHERE name = ?", (index_name,)).fetchone()
         return int(row[0])
 
+    @contextmanager
+    def _sqlite_errors(self) -> Iterator[None]:
+        """A file we may not write is a fault to fix; a locked or full one is an outage worth retrying."""
+        try:
+            yield
+        except sqlite3.OperationalError as error:
+            if error.sqlite_errorname.startswith(_UNWRITABLE):
+                raise _unwritable(self.path, str(error)) from error
+            raise IndexUnavailableError(f"the embedded index {self.path} failed: {error}") from error
 
-@contextmanager
-def _sqlite_errors() -> Iterator[None]:
-    """A locked, full or unreadable database file is an outage of the index, worth retrying."""
-    try:
-        yield
-    except sqlite3.OperationalError as error:
-        raise IndexUnavailableError(f"the embedded index database failed: {error}") from error
+
+_UNWRITABLE = ("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM")
+"""SQLite's result codes (extended ones start with these) for a file or folder this process may not write."""
+
+
+def _unwritable(path: Path, cause: str) -> ConfigError:
+    folder = next(parent for parent in path.parents if parent.is_dir())  # the one to fix, if not created yet
+    return ConfigError(
+        f"the embedded index {path} cannot be written ({cause}): make {folder} and the files in it "
+        "writable by this user, or set embedded_index_path to a folder that is"
+    )
 
 
 @contextmanager
@@ -427,6 +457,23 @@ class EmbeddedIndex:
         with self._store.reading() as conn:
             row = conn.execute("SELECT COUNT(*) FROM documents WHERE index_name = ?", (self._target(conn),))
             return int(row.fetchone()[0])
+
+    def scan(self, *, page_size: int = SCAN_PAGE_SIZE) -> Iterator[IndexedImage]:
+        after = ""  # keyset paging on the (index_name, image_id) unique index: each page is one seek
+        while True:
+            with self._store.reading() as conn:
+                rows = conn.execute(
+                    "SELECT image_id, metadata FROM documents WHERE index_name = ? AND image_id > ?"
+                    " ORDER BY image_id LIMIT ?",
+                    (self._target(conn), after, page_size),
+                ).fetchall()
+            for image_id, metadata in rows:
+                yield IndexedImage(
+                    image_id=image_id, metadata=ImageMetadata.from_source(json.loads(metadata))
+                )
+            if len(rows) < page_size:
+                return
+            after = rows[-1][0]
 
     def create_version(self, version: int) -> EmbeddedIndex:
         handle = EmbeddedIndex(

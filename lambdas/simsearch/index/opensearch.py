@@ -31,11 +31,13 @@ from simsearch.errors import ConfigError, IndexUnavailableError, NotFoundError, 
 from simsearch.index import mapping
 from simsearch.index.naming import alias_name, failures_name, version_name, versions_pattern
 from simsearch.index.port import (
+    SCAN_PAGE_SIZE,
     Document,
     FailureRecord,
     Filters,
     Hit,
     ImageMetadata,
+    IndexedImage,
     Vector,
     WriteResult,
     check_search_arguments,
@@ -261,6 +263,27 @@ class OpenSearchIndex:
     def count(self) -> int:
         with self._errors():
             return int(self._client.count(index=self._name)["count"])
+
+    def scan(self, *, page_size: int = SCAN_PAGE_SIZE) -> Iterator[IndexedImage]:
+        """``search_after`` on the unique ``image_id`` pages without a point in time, whose create and
+        delete calls the functions' roles are not granted; each page is one bounded ``_search``."""
+        body: dict[str, Any] = {
+            "size": page_size,
+            "query": {"match_all": {}},
+            "sort": [{"image_id": "asc"}],
+            "_source": {"excludes": [mapping.VECTOR_FIELD]},
+            "track_total_hits": False,
+        }
+        while True:
+            with self._errors():
+                hits = self._client.search(index=self._name, body=body)["hits"]["hits"]
+            for hit in hits:
+                yield IndexedImage(
+                    image_id=str(hit["_id"]), metadata=ImageMetadata.from_source(hit["_source"])
+                )
+            if len(hits) < page_size:
+                return
+            body["search_after"] = hits[-1]["sort"]
 
     def create_version(self, version: int) -> OpenSearchIndex:
         handle = OpenSearchIndex(

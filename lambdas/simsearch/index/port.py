@@ -12,7 +12,7 @@ written, so a bad document never leaves half a batch behind.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from typing import Any, Protocol
@@ -26,6 +26,7 @@ from simsearch.index.naming import Pointer
 Vector = npt.NDArray[np.float32]  # shape (dim,), L2-normalised
 
 MAX_K = 10_000  # OpenSearch's k-NN query accepts k in [1, 10000]
+SCAN_PAGE_SIZE = 500  # documents per request of a scan: its memory and each request's size stay bounded
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,6 +70,14 @@ class ImageMetadata:
 class Document:
     image_id: str
     vector: Vector
+    metadata: ImageMetadata
+
+
+@dataclass(frozen=True, kw_only=True)
+class IndexedImage:
+    """A document without its vector: what ``VectorIndex.scan`` lists, to compare with the bucket."""
+
+    image_id: str
     metadata: ImageMetadata
 
 
@@ -155,6 +164,14 @@ class VectorIndex(Protocol):
         ...
 
     def count(self) -> int: ...
+
+    def scan(self, *, page_size: int = SCAN_PAGE_SIZE) -> Iterator[IndexedImage]:
+        """Every document, vector left out, in order of ``image_id``, read ``page_size`` at a time.
+
+        Each document present for the whole scan is listed once; one written or removed meanwhile may
+        or may not be. For reconciling the index with its bucket, and for re-indexing.
+        """
+        ...
 
     def create_version(self, version: int) -> VectorIndex:
         """Create ``<alias>-v<version>`` (idempotent) and return a handle that reads and writes it."""
@@ -255,18 +272,25 @@ class FailureLog(Protocol):
 
 
 def unit_vector(vector: npt.ArrayLike, *, dim: int) -> Vector:
-    """``vector`` as a unit-length float32 array of ``dim`` values, or ``InvalidVectorError``."""
-    array = np.asarray(vector, dtype=np.float32)
+    """``vector`` as a unit-length float32 array of ``dim`` values, or ``InvalidVectorError``.
+
+    Any finite direction is kept, whatever its magnitude: the values are read as float64 and divided
+    by the largest absolute one before the norm is taken, so the squares can neither overflow (JSON
+    brings values up to 1.8e308) nor underflow, and nothing passes through float32 before it has unit
+    length (a float32 norm of 3e38 values is infinite; values near 1e-45 keep only a few bits there).
+    """
+    array = np.asarray(vector, dtype=np.float64)
     if array.shape != (dim,):
         raise InvalidVectorError(
             f"vector has shape {array.shape}; this index holds vectors of shape ({dim},)"
         )
     if not np.all(np.isfinite(array)):
         raise InvalidVectorError("vector contains NaN or infinite values; every value must be finite")
-    norm = float(np.linalg.norm(array.astype(np.float64)))  # float32 squares overflow above ~1e19
-    if norm == 0.0:
+    largest = float(np.max(np.abs(array)))
+    if largest == 0.0:
         raise InvalidVectorError("vector has length 0; it must have a direction to be compared")
-    unit: Vector = (array / norm).astype(np.float32)
+    scaled = array / largest
+    unit: Vector = (scaled / np.linalg.norm(scaled)).astype(np.float32)
     return unit
 
 
