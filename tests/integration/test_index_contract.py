@@ -350,29 +350,3 @@ def test_excluded_ids_never_come_back_and_k_is_still_filled(index: VectorIndex) 
     index.upsert(docs)
     hits = index.search(E0, k=3, exclude_ids=[docs[0].image_id, docs[1].image_id])
     assert ids(hits) == [d.image_id for d in docs[2:5]]
-
-
-def test_swapping_the_alias_moves_reads_and_writes_to_the_new_version(index: VectorIndex) -> None:
-    old = document("photos/old.jpg", on_circle(0))
-    index.upsert([old])
-    v2 = index.create_version(2)
-    assert v2.name == f"{index.name}-v2"
-    new = document("photos/new.jpg", on_circle(10))
-    v2.upsert([new])
-    assert ids(index.search(E0, k=10)) == [old.image_id]  # not swapped yet
-
-    index.swap_alias(2)
-    assert ids(index.search(E0, k=10)) == [new.image_id]
-    assert index.ensure() == v2.name
-    later = document("photos/later.jpg", on_circle(20))
-    index.upsert([later])
-    assert v2.count() == 2
-
-    index.swap_alias(1)  # the old version is kept, so a swap can be undone
-    assert ids(index.search(E0, k=10)) == [old.image_id]
-
-
-def test_swapping_to_a_version_that_does_not_exist_raises_not_found(index: VectorIndex) -> None:
-    with pytest.raises(NotFoundError, match="v7"):
-        index.swap_alias(7)
-    assert index.count() == 0

@@ -475,26 +475,6 @@ class EmbeddedIndex:
                 return
             after = rows[-1][0]
 
-    def create_version(self, version: int) -> EmbeddedIndex:
-        handle = EmbeddedIndex(
-            self._store,
-            alias=self._alias,
-            name=version_name(self._alias, version),
-            dim=self._dim,
-            space_type=self._space_type,
-        )
-        handle.ensure()
-        return handle
-
-    def swap_alias(self, to_version: int) -> None:
-        target = version_name(self._alias, to_version)
-        with self._store.writing() as conn:
-            if conn.execute("SELECT 1 FROM indexes WHERE name = ?", (target,)).fetchone() is None:
-                raise NotFoundError(f"index {target!r} does not exist; create it with create_version first")
-            conn.execute(
-                "INSERT OR REPLACE INTO aliases (alias, target) VALUES (?, ?)", (self._alias, target)
-            )
-
     def close(self) -> None:
         self._store.close()
 

@@ -285,32 +285,6 @@ class OpenSearchIndex:
                 return
             body["search_after"] = hits[-1]["sort"]
 
-    def create_version(self, version: int) -> OpenSearchIndex:
-        handle = OpenSearchIndex(
-            self._client,
-            alias=self._alias,
-            config=self._config,
-            name=version_name(self._alias, version),
-            refresh=self._refresh,
-            retry=self._retry,
-            chunk_size=self._chunk_size,
-        )
-        handle.ensure()
-        return handle
-
-    def swap_alias(self, to_version: int) -> None:
-        target = version_name(self._alias, to_version)
-        with self._errors():
-            if not self._client.indices.exists(index=target):
-                raise NotFoundError(f"index {target!r} does not exist; create it with create_version first")
-            actions: list[dict[str, Any]] = [
-                {"remove": {"index": old, "alias": self._alias}}
-                for old in self._alias_targets()
-                if old != target
-            ]
-            actions.append({"add": {"index": target, "alias": self._alias, "is_write_index": True}})
-            self._client.indices.update_aliases(body={"actions": actions})
-
     def close(self) -> None:
         self._client.close()
 

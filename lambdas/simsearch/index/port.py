@@ -122,7 +122,7 @@ class VectorIndex(Protocol):
     """A k-NN store of image vectors for one model, reached through an alias.
 
     ``name`` is what reads and writes target: the alias ``<prefix>-<model_id>`` for the handle the
-    service uses, or one concrete ``<alias>-v<N>`` for a handle from ``create_version``.
+    service uses, or one concrete ``<alias>-v<N>`` for a handle from ``IndexCollection.index``.
     """
 
     @property
@@ -173,16 +173,8 @@ class VectorIndex(Protocol):
         """
         ...
 
-    def create_version(self, version: int) -> VectorIndex:
-        """Create ``<alias>-v<version>`` (idempotent) and return a handle that reads and writes it."""
-        ...
-
-    def swap_alias(self, to_version: int) -> None:
-        """Point the alias at ``<alias>-v<to_version>`` in one step; the old version is kept for rollback."""
-        ...
-
     def close(self) -> None:
-        """Release the connection; handles from ``create_version`` share it and are closed with it."""
+        """Release the connection."""
         ...
 
 
