@@ -5,7 +5,9 @@ the index to fill (``BatchInput.target``). A batch goes through the ingestion of
 deciding exactly as live ingestion does: an object the index already holds with the same ETag for its
 model is ``unchanged``, so running a backfill again, or redriving a failed one, costs HEADs only.
 Images that cannot be indexed are recorded in the failure log and counted; a batch with objects to
-retry raises ``RetryBatch``, which the map retries with backoff (``infra/reindex.py``).
+retry raises ``RetryBatch``, which the map retries with backoff (``infra/reindex.py``), and so does a
+batch that could not start for a transient reason (the index or the model store did not answer): any
+other error fails the batch for good, and a few of those fail the whole map.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger
 
 from simsearch import bootstrap
+from simsearch.errors import SimsearchError
 from simsearch.ingestion import Change
 from simsearch.settings import Settings
 
@@ -44,7 +47,12 @@ def handler(event: dict[str, Any], _context: LambdaContext) -> dict[str, Any]:
     target = str(event["BatchInput"]["target"])
     bucket = Settings.from_env().images_bucket
     changes = [Change(bucket=bucket, key=str(item["Key"])) for item in event["Items"]]
-    outcomes = service().into(target).sync(changes)
+    try:
+        outcomes = service().into(target).sync(changes)
+    except SimsearchError as error:
+        if not error.retryable:
+            raise
+        raise RetryBatch(f"the batch could not start ({error.code}): {error}") from error
     counts = Counter(outcome.kind for outcome in outcomes)
     for outcome in outcomes:
         if outcome.kind in ("failed", "retry"):

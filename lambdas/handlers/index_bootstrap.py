@@ -186,8 +186,8 @@ def start_execution(state_machine_arn: str, target: str) -> None:
 def _dynamic_settings(config: IndexConfig, *, replicas: int) -> dict[str, Any]:
     """Replicas, slow-log thresholds and faiss's ef_search: what an existing index can still change.
 
-    ``m``, ``ef_construction``, the engine and the dimension are fixed at creation; a change to them
-    needs a re-index into a new version (the backfill CLI), so an update leaves them as they are.
+    ``m``, ``ef_construction`` and the engine are fixed at creation, and indexes are per model: an
+    update leaves an existing index as it is, and the new values reach the index of the next model.
     """
     settings: dict[str, Any] = {"number_of_replicas": replicas, **SLOW_LOG_THRESHOLDS}
     if config.engine == "faiss":
