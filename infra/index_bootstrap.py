@@ -50,6 +50,7 @@ OPERATOR_ROLE = {
         "indices:monitor/stats",
         "indices:admin/aliases",
         "indices:admin/delete",
+        "indices:admin/refresh*",  # the request and its shard-level part, indices:admin/refresh[s]
         *INDEX_READ_ACTIONS,
     ],
 }

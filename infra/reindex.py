@@ -127,8 +127,9 @@ class Reindex(Construct):
             ),
             keys="plain",
         )
-        gate = self._control("Gate", {"action": "gate"}, result_path="$.gate")
-        switch = self._control("Switch", {"action": "switch"}, result_path="$.switched")
+        target = {"target.$": "$.prepared.target"}  # the index this run filled, nothing else
+        gate = self._control("Gate", {"action": "gate", **target}, result_path="$.gate")
+        switch = self._control("Switch", {"action": "switch", **target}, result_path="$.switched")
         refused = sfn.Fail(
             self,
             "GateRefused",

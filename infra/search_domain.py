@@ -33,7 +33,7 @@ WRITER: Access = (
 )
 OPERATOR: Access = (
     (("GET",), ("{p}", "{p}/*")),  # the pointers, each index's model (mapping), its documents
-    (("POST",), ("{p}/_search", "{p}/_count")),  # the gate: counts, and neighbours on a sample
+    (("POST",), ("{p}/_search", "{p}/_count", "{p}/_refresh")),  # the gate: counts (refreshed first), samples
     (("POST",), ("_aliases",)),  # a switch or rollback: the pointer aliases move in one request
     (("DELETE",), ("{p}",)),  # cleanup: the index that no longer serves
 )

@@ -12,7 +12,8 @@ pointer change, so queries never wait and never mix models:
 3. ``gate``: the new index must hold at least what the serving one holds (less a tolerance for images
    only the old model could read), and optionally return neighbours like the serving one's on a sample.
 4. ``switch``: ``serving`` moves to the new index and ``previous`` to the old, in one step. Both still
-   take writes, so ``rollback`` (``serving`` back to ``previous``) loses nothing.
+   take writes, so ``rollback`` (``serving`` back to ``previous``) loses nothing; the new index is then
+   the one being built again, and the next switch goes forward to it.
 5. ``cleanup``: the index that no longer serves stops taking writes and is deleted.
 """
 
@@ -76,9 +77,9 @@ class Status:
 
 @dataclass(frozen=True, kw_only=True)
 class Gate:
-    """Whether the index being built may serve, and why not."""
+    """Whether ``target`` may serve, and why not."""
 
-    building: IndexInfo
+    target: IndexInfo
     documents: int
     expected: int
     overlap: float | None = None
@@ -126,17 +127,22 @@ def status(collection: IndexCollection) -> Status:
 def gate(
     collection: IndexCollection,
     *,
+    target: str = "",
     tolerance: float = DEFAULT_TOLERANCE,
     sample: int = 0,
     min_overlap: float = 0.0,
     k: int = 10,
     seed: int = 0,
 ) -> Gate:
-    """Check the index being built against the serving one: counts, and top-``k`` overlap on ``sample``."""
+    """Check ``target`` (default: the index being built) against the serving one: counts, and the
+    top-``k`` overlap on ``sample`` images. Both are refreshed first: a count sees only what the engine
+    has made searchable, and the last batches of a backfill may be a second old."""
     pointers = collection.pointers()
-    building, serving = _building(pointers), pointers.serving
+    building, serving = _target(pointers, target), pointers.serving
     if serving is None:
         raise NotFoundError("nothing serves yet: there is nothing to switch from")
+    for info in (building, serving):
+        collection.refresh(info.name)
     new, old = collection.index(building), collection.index(serving)
     documents, held = new.count(), old.count()
     expected = int(held * (1 - tolerance))
@@ -151,25 +157,29 @@ def gate(
     if overlap is not None and overlap < min_overlap:
         problems.append(f"top-{k} overlap with the serving index is {overlap:.2f}, below {min_overlap:.2f}")
     return Gate(
-        building=building, documents=documents, expected=expected, overlap=overlap, problems=tuple(problems)
+        target=building, documents=documents, expected=expected, overlap=overlap, problems=tuple(problems)
     )
 
 
-def switch(collection: IndexCollection, *, check: Gate | None = None, force: bool = False) -> Pointers:
-    """Serve the index being built (after ``check``, or a fresh ``gate``, unless ``force``)."""
-    result = check or gate(collection)
+def switch(
+    collection: IndexCollection, *, target: str = "", check: Gate | None = None, force: bool = False
+) -> Pointers:
+    """Serve ``target`` (default: the index being built), after ``check`` or a fresh ``gate``, unless
+    ``force``."""
+    result = check or gate(collection, target=target)
     if not (result.passed or force):
         raise ConfigError("the new index may not serve yet: " + "; ".join(result.problems))
-    collection.serve(result.building.name)
+    collection.serve(result.target.name)
     return collection.pointers()
 
 
 def rollback(collection: IndexCollection) -> Pointers:
-    """Serve again what served before the last switch (it kept taking writes)."""
+    """Serve again what served before the last switch (it kept taking writes). The index rolled back
+    from takes writes still and is the one being built again: a later switch goes forward to it."""
     previous = collection.pointers().previous
     if previous is None:
         raise NotFoundError("nothing served before: there is nothing to roll back to")
-    collection.serve(previous.name)
+    collection.serve(previous.name, remember=False)
     return collection.pointers()
 
 
@@ -199,20 +209,23 @@ def step(collection: IndexCollection, event: Mapping[str, Any]) -> dict[str, Any
       index a backfill fills (the one given, else the one being built, else the serving one: a plain
       backfill of the bucket), the key prefix to list, or the S3 Inventory manifest to read instead;
       ``building`` says whether it is a re-index, which may end with a switch.
-    - ``gate`` (``sample``, ``min_overlap``: the optional quality check): may the index being built serve?
-    - ``switch`` (``force``: skip the gate), ``rollback``, ``cleanup``, ``status``.
+    - ``gate`` (``target``: default the index being built; ``sample``, ``min_overlap``: the optional
+      quality check): may it serve?
+    - ``switch`` (``target`` as for the gate; ``force``: skip the gate), ``rollback``, ``cleanup``,
+      ``status``.
 
     A refused step raises (``ConfigError``, ``NotFoundError``): the state machine fails with the reason.
     """
     action = str(event.get("action", ""))
     if action == "prepare":
         return _prepare(collection.pointers(), event.get("input") or {})
+    target = str(event.get("target") or "")
     if action == "gate":
         sample, overlap = int(event.get("sample", 0)), float(event.get("min_overlap", 0.0))
-        result = gate(collection, sample=sample, min_overlap=overlap)
+        result = gate(collection, target=target, sample=sample, min_overlap=overlap)
         return {**asdict(result), "passed": result.passed}
     if action == "switch":
-        return _pointers(switch(collection, force=bool(event.get("force", False))))
+        return _pointers(switch(collection, target=target, force=bool(event.get("force", False))))
     if action == "rollback":
         return _pointers(rollback(collection))
     if action == "cleanup":
@@ -246,7 +259,13 @@ def _pointers(pointers: Pointers) -> dict[str, Any]:
     }
 
 
-def _building(pointers: Pointers) -> IndexInfo:
+def _target(pointers: Pointers, name: str) -> IndexInfo:
+    """The index named (it must take writes), else the one being built."""
+    if name:
+        named = next((info for info in pointers.writing if info.name == name), None)
+        if named is None:
+            raise NotFoundError(f"index {name} takes no writes: it cannot serve")
+        return named
     if pointers.building is None:
         raise NotFoundError("no index is being built: a re-index starts when a new model is deployed")
     return pointers.building

@@ -282,3 +282,21 @@ def test_a_forced_switch_skips_the_gate_and_the_answers_name_the_pointers(world:
     switched = reindex.step(world.collection, {"action": "switch", "force": True})
     assert switched["serving"] == building.name and building.name in switched["writing"]
     assert reindex.step(world.collection, {"action": "cleanup"})["dropped"] == [switched["previous"]]
+
+
+def test_after_a_switch_a_plain_backfill_fills_the_serving_index_and_never_switches_back(
+    world: World,
+) -> None:
+    building = world.attach(world.new, NEW_DIR).info
+    world.backfill_into(building.name)
+    reindex.switch(world.collection)
+    pointers = world.collection.pointers()
+    assert pointers.building is None  # the previous index takes writes, for a rollback: it is not built
+    prepared = reindex.step(world.collection, {"action": "prepare", "input": {}})
+    assert prepared["target"] == building.name and not prepared["building"]
+    rolled_back = reindex.rollback(world.collection)
+    assert rolled_back.building == building and rolled_back.previous is None  # forward again, not back
+    with pytest.raises(NotFoundError, match="nothing served before"):
+        reindex.rollback(world.collection)
+    with pytest.raises(NotFoundError, match="images-elsewhere-v1 takes no writes"):
+        reindex.gate(world.collection, target="images-elsewhere-v1")

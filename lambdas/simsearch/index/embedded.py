@@ -624,6 +624,9 @@ class EmbeddedCollection:
             self._store, alias=alias, name=info.name, dim=info.dim, space_type=self._space_type
         )
 
+    def refresh(self, name: str) -> None:
+        """Nothing to do: a SQLite transaction is visible once committed."""
+
     def add_writer(self, name: str) -> None:
         with self._store.writing() as conn:
             self._point(conn, "writing", name)
@@ -635,7 +638,7 @@ class EmbeddedCollection:
                 (self._prefix, name),
             )
 
-    def serve(self, name: str) -> None:
+    def serve(self, name: str, *, remember: bool = True) -> None:
         with self._store.writing() as conn:
             serving = conn.execute(
                 "SELECT target FROM pointers WHERE prefix = ? AND pointer = 'serving'", (self._prefix,)
@@ -645,7 +648,8 @@ class EmbeddedCollection:
                     "DELETE FROM pointers WHERE prefix = ? AND pointer IN ('serving', 'previous')",
                     (self._prefix,),
                 )
-                self._point(conn, "previous", serving[0])
+                if remember:
+                    self._point(conn, "previous", serving[0])
             self._point(conn, "serving", name)
 
     def drop(self, name: str) -> None:

@@ -90,13 +90,17 @@ class OpenSearchCollection:
             self._client, alias=alias, name=info.name, config=config, refresh=self._refresh
         )
 
+    def refresh(self, name: str) -> None:
+        with translated_errors(name):
+            self._client.indices.refresh(index=name)
+
     def add_writer(self, name: str) -> None:
         self._update([{"add": {"index": name, "alias": pointer_name(self._prefix, "writing")}}])
 
     def remove_writer(self, name: str) -> None:
         self._update([{"remove": {"index": name, "alias": pointer_name(self._prefix, "writing")}}])
 
-    def serve(self, name: str) -> None:
+    def serve(self, name: str, *, remember: bool = True) -> None:
         current = self.pointers()
         serving, previous = pointer_name(self._prefix, "serving"), pointer_name(self._prefix, "previous")
         actions: list[dict[str, Any]] = []
@@ -104,7 +108,8 @@ class OpenSearchCollection:
             actions += [{"remove": {"index": current.serving.name, "alias": serving}}]
             if current.previous is not None:
                 actions += [{"remove": {"index": current.previous.name, "alias": previous}}]
-            actions += [{"add": {"index": current.serving.name, "alias": previous}}]
+            if remember:
+                actions += [{"add": {"index": current.serving.name, "alias": previous}}]
         actions += [{"add": {"index": name, "alias": serving}}]
         self._update(actions)
 

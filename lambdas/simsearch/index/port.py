@@ -204,8 +204,9 @@ class Pointers:
 
     @property
     def building(self) -> IndexInfo | None:
-        """The index a re-index fills: taking writes, not yet serving (None when none is being built)."""
-        return next((info for info in self.writing if info != self.serving), None)
+        """The index a re-index fills and a switch serves: taking writes, neither serving nor served
+        before (after a switch the previous index still takes writes, for a rollback; it is not built)."""
+        return next((info for info in self.writing if info not in (self.serving, self.previous)), None)
 
 
 class IndexCollection(Protocol):
@@ -232,12 +233,18 @@ class IndexCollection(Protocol):
         """A handle that reads and writes exactly ``info``'s concrete index."""
         ...
 
+    def refresh(self, name: str) -> None:
+        """Make everything written to ``name`` visible to counts and searches (OpenSearch shows writes
+        after its refresh interval; a second's lag is harmless, except to a gate counting at once)."""
+        ...
+
     def add_writer(self, name: str) -> None: ...
 
     def remove_writer(self, name: str) -> None: ...
 
-    def serve(self, name: str) -> None:
-        """Point ``serving`` at ``name``, and ``previous`` at what served before, in one step."""
+    def serve(self, name: str, *, remember: bool = True) -> None:
+        """Point ``serving`` at ``name`` and, in the same step, ``previous`` at what served before
+        (``remember``), or nowhere (a rollback: the index rolled back from is being built again)."""
         ...
 
     def drop(self, name: str) -> None:
