@@ -13,13 +13,15 @@ other error fails the batch for good, and a few of those fail the whole map.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from functools import cache
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_plus
 
 from aws_lambda_powertools import Logger
 
 from simsearch import bootstrap
-from simsearch.errors import SimsearchError
+from simsearch.errors import ConfigError, SimsearchError
 from simsearch.ingestion import Change
 from simsearch.settings import Settings
 
@@ -41,12 +43,24 @@ def service() -> CollectionIngestion:
     return bootstrap.collection_ingestion(Settings.from_env())
 
 
+def changes_of(event: Mapping[str, Any], *, bucket: str) -> list[Change]:
+    """The batch's objects: keys as listed (``"keys": "plain"``, ListObjectsV2), or as an S3 Inventory's
+    CSV holds them (``"url-encoded"``), decoded as S3's event notifications are."""
+    encoding = event["BatchInput"].get("keys", "plain")
+    if encoding not in ("plain", "url-encoded"):
+        raise ConfigError(f"BatchInput.keys is {encoding!r}; expected 'plain' or 'url-encoded'")
+    keys = [str(item["Key"]) for item in event["Items"]]
+    return [
+        Change(bucket=bucket, key=unquote_plus(key) if encoding == "url-encoded" else key) for key in keys
+    ]
+
+
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], _context: LambdaContext) -> dict[str, Any]:
-    """``{"Items": [{"Key": ...}, ...], "BatchInput": {"target": index}}`` → the batch's outcome counts."""
+    """``{"Items": [{"Key": ...}, ...], "BatchInput": {"target": index, "keys": ...}}`` → the batch's
+    outcome counts."""
     target = str(event["BatchInput"]["target"])
-    bucket = Settings.from_env().images_bucket
-    changes = [Change(bucket=bucket, key=str(item["Key"])) for item in event["Items"]]
+    changes = changes_of(event, bucket=Settings.from_env().images_bucket)
     try:
         outcomes = service().into(target).sync(changes)
     except SimsearchError as error:
