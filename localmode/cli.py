@@ -154,6 +154,12 @@ def _upload_and_wait(stack: LocalStack, images: Mapping[str, Traversable], *, to
     print(f"{health['documents']} images searchable with {health['model_id']} at {stack.url}", flush=True)
     if health["documents"] < total:
         print("some images could not be indexed: `imgsearch failures` says why", flush=True)
+    if health["model_id"] != stack.model_id:
+        print(
+            f"model {stack.model_id} is new here: its index takes every upload beside the serving one; "
+            "`imgsearch backfill` fills it with the rest, gates and switches (queries keep being answered)",
+            flush=True,
+        )
 
 
 # ingest --------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import boto3
+from botocore.config import Config
 
 from localmode.ports import ensure_free
 from simsearch.delivery import MAX_RECEIVES, NOTIFIED_EVENTS
@@ -64,10 +65,11 @@ class LocalCloud:
         endpoint = {"AWS_ENDPOINT_URL": self.endpoint} if self.endpoint else {}
         return {**CREDENTIALS, "AWS_DEFAULT_REGION": self.region, **endpoint}
 
-    def client(self, service: str) -> Any:
+    def client(self, service: str, *, config: Config | None = None) -> Any:
         """A boto3 client for ``service`` on this endpoint, whatever the process environment says."""
         return boto3.client(
             service,
+            config=config,
             endpoint_url=self.endpoint or None,
             region_name=self.region,
             aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],

@@ -234,11 +234,17 @@ def _local_target() -> tuple[Settings, str, Any]:
     """The running local stack (its bucket in moto), or the deployment ``SIMSEARCH_*`` variables name."""
     import boto3
 
+    from simsearch.bootstrap import INGEST_S3
+
     running = discovery.find_running()
     if running is not None:
-        return running.settings, running.cloud.bucket, running.cloud.client("s3")
+        return running.settings, running.cloud.bucket, running.cloud.client("s3", config=INGEST_S3)
     settings = discovery.target_settings()
-    return settings, settings.images_bucket, boto3.client("s3", region_name=settings.aws_region)
+    return (
+        settings,
+        settings.images_bucket,
+        boto3.client("s3", region_name=settings.aws_region, config=INGEST_S3),
+    )
 
 
 # reindex ---------------------------------------------------------------------------------------------

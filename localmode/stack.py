@@ -115,6 +115,13 @@ class LocalStack:
     progress: IngestProgress
     reconciled: Reconciled
 
+    @property
+    def model_id(self) -> str:
+        """The model this stack's functions carry (the one ``--model-dir`` names)."""
+        from simsearch.manifest import ModelManifest
+
+        return ModelManifest.load(self.settings.model_dir).model_id
+
 
 @contextmanager
 def started(config: StackConfig) -> Iterator[LocalStack]:
