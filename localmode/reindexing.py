@@ -156,7 +156,7 @@ def latest_inventory(stack: Stack) -> str:
     return str(max(manifests))  # the folders are dated, YYYY-MM-DDTHH-MMZ
 
 
-def follow(states: Any, execution: str, *, quiet: bool, poll_s: float = POLL_S) -> dict[str, Any]:
+def follow(states: Any, execution: str, *, quiet: bool) -> dict[str, Any]:
     """Wait for ``execution``, with a progress bar fed by its map run's item counters."""
     from tqdm import tqdm
 
@@ -171,7 +171,7 @@ def follow(states: Any, execution: str, *, quiet: bool, poll_s: float = POLL_S) 
                 bar.refresh()
             if described["status"] in TERMINAL:
                 break
-            time.sleep(poll_s)
+            time.sleep(POLL_S)
     output = json.loads(described.get("output") or "{}")
     result = {
         "ok": described["status"] == "SUCCEEDED",

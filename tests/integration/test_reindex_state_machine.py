@@ -30,6 +30,7 @@ from opensearchpy import OpenSearch
 from handlers import backfill, index_bootstrap, ingest, query, reindex
 from infra.config import PROFILES
 from infra.packaging import BACKFILL_HANDLER, BOOTSTRAP_HANDLER, INGEST_HANDLER, REINDEX_HANDLER
+from localmode import cli, reindexing
 from localmode.harness import ingest_context
 from simsearch.index import connect_collection, connect_failure_log
 from simsearch.index.naming import alias_name
@@ -426,3 +427,47 @@ def test_a_plain_backfill_after_a_switch_keeps_the_new_model_serving(world: Worl
     assert steps(reindexed) == SWITCHED
     again = world.machine.run({})
     assert (again.status, steps(again), world.serving()) == ("SUCCEEDED", BACKFILLED, target)
+
+
+def test_the_command_line_drives_the_deployed_state_machine_and_control_function(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``imgsearch backfill|reindex --stack``: the stack found by its outputs (CloudFormation in moto)."""
+    [control] = [
+        name
+        for name, function in world.template.of_type("AWS::Lambda::Function").items()
+        if function["Properties"].get("Handler") == REINDEX_HANDLER
+    ]
+    outputs = {
+        "ReindexStateMachine": world.machine.arn,
+        "ReindexFunction": control,
+        "ImagesBucket": world.bucket,
+    }
+    stack = {
+        "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},  # a stack needs a resource
+        "Outputs": {key: {"Value": value} for key, value in outputs.items()},
+    }
+    boto3.client("cloudformation", region_name=REGION).create_stack(
+        StackName="ImageSearch", TemplateBody=json.dumps(stack)
+    )
+    monkeypatch.setattr(reindexing, "POLL_S", 0.05)
+    on_stack = ["--stack", "ImageSearch", "--region", REGION, "--json"]
+
+    assert cli.main(["backfill", "--prefix", "cats/", *on_stack]) == 0
+    filled = json.loads(capsys.readouterr().out)
+    assert (filled["status"], filled["target"], filled["items"]["succeeded"]) == (
+        "SUCCEEDED",
+        world.serving(),
+        1,  # moto counts batches (tests/stepfunctions_local.py)
+    )
+    assert set(world.versions(world.serving())) == set(CATS)
+
+    assert cli.main(["reindex", "status", *on_stack]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["serving"] == world.serving()
+    assert [(run["status"], run["items"].get("succeeded")) for run in status["executions"]] == [
+        ("SUCCEEDED", 1)
+    ]
+
+    assert cli.main(["reindex", "gate", *on_stack]) == 1  # nothing is being built: the function refuses
+    assert "NotFoundError: no index is being built" in capsys.readouterr().err
