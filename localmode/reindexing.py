@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -29,6 +30,8 @@ from simsearch import reindex
 if TYPE_CHECKING:
     from simsearch.index.port import IndexCollection
     from simsearch.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 POLL_S = 3.0
 TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
@@ -161,17 +164,11 @@ def follow(states: Any, execution: str, *, quiet: bool) -> dict[str, Any]:
     from tqdm import tqdm
 
     with tqdm(unit="item", desc="backfill", file=sys.stderr, disable=quiet) as bar:
-        while True:
-            described = states.describe_execution(executionArn=execution)
-            counts = _map_run_counts(states, execution)
-            if counts:
-                bar.total = counts.get("total") or None
-                bar.n = counts.get("succeeded", 0) + counts.get("failed", 0)
-                bar.set_postfix(failed=counts.get("failed", 0), refresh=False)
-                bar.refresh()
-            if described["status"] in TERMINAL:
-                break
+        while (described := states.describe_execution(executionArn=execution))["status"] not in TERMINAL:
+            _show(bar, _progress(states, execution))
             time.sleep(POLL_S)
+        counts = _map_run_counts(states, execution)
+        _show(bar, counts)
     output = json.loads(described.get("output") or "{}")
     result = {
         "ok": described["status"] == "SUCCEEDED",
@@ -184,6 +181,24 @@ def follow(states: Any, execution: str, *, quiet: bool) -> dict[str, Any]:
     if not result["ok"]:
         result["error"] = f"{described.get('error', '')}: {described.get('cause', '')}".strip(": ")
     return result
+
+
+def _show(bar: Any, counts: Mapping[str, int]) -> None:
+    if counts:
+        bar.total = counts.get("total") or None
+        bar.n = counts.get("succeeded", 0) + counts.get("failed", 0)
+        bar.set_postfix(failed=counts.get("failed", 0), refresh=False)
+        bar.refresh()
+
+
+def _progress(states: Any, execution: str) -> dict[str, int]:
+    """The counters while the run goes on, or none this time: they only feed the progress bar, and a
+    read may fail for reasons that do not concern the run (throttling, a map run not listed yet)."""
+    try:
+        return _map_run_counts(states, execution)
+    except Exception as error:  # any failure here costs one refresh of the bar, no more
+        logger.debug("map run counters not read this time: %s", error)
+        return {}
 
 
 def _map_run_counts(states: Any, execution: str) -> dict[str, int]:
