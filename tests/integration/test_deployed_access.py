@@ -63,6 +63,7 @@ from simsearch.manifest import ModelManifest
 from simsearch.preprocess import ImageLimits, decode_image
 from simsearch.settings import Settings
 from tests import api_events
+from tests.deployment import cloudformation_properties, function_settings
 from tests.faultproxy import Exchange, FaultProxy
 from tests.iam.policies import identity_policies, resource_policy, role_of_function, role_session
 from tests.iam.simulator import Decision, Request, simulate
@@ -135,25 +136,6 @@ class Traffic:
             opensearch_url=self.identities[identity].url,
             **{**self.on_this_machine, **overrides},
         )
-
-
-def cloudformation_properties(value: Any) -> Any:
-    """Custom resource properties as CloudFormation hands them over: every scalar becomes a string."""
-    if isinstance(value, Mapping):
-        return {key: cloudformation_properties(item) for key, item in value.items() if key != "ServiceToken"}
-    if isinstance(value, list):
-        return [cloudformation_properties(item) for item in value]
-    return str(value).lower() if isinstance(value, bool) else str(value)
-
-
-def function_settings(template: ResolvedTemplate, handler: str, **overrides: Any) -> Settings:
-    """The settings the template gives the function of ``handler``, with ``overrides`` for this machine."""
-    [function] = [
-        f
-        for f in template.of_type("AWS::Lambda::Function").values()
-        if f["Properties"].get("Handler") == handler
-    ]
-    return replace(Settings.from_env(function["Properties"]["Environment"]["Variables"]), **overrides)
 
 
 def deploy(monkeypatch: pytest.MonkeyPatch, settings: Settings, *roots: Callable[[], Any]) -> None:

@@ -39,6 +39,7 @@ from simsearch.manifest import ModelManifest
 from simsearch.models import s3_model_uri
 from simsearch.settings import Settings
 from tests import api_events
+from tests.deployment import cloudformation_properties, function_settings
 from tests.factories import s3_notification, s3_record, sqs_event, sqs_record
 from tests.faultproxy import FaultProxy
 from tests.iam.template import REGION, ResolvedTemplate
@@ -161,25 +162,6 @@ class World:
 
 def steps(run: Run) -> list[str]:
     return [state for state in run.states if state in STEPS]
-
-
-def cloudformation_properties(value: Any) -> Any:
-    """Custom resource properties as CloudFormation hands them over: every scalar becomes a string."""
-    if isinstance(value, Mapping):
-        return {key: cloudformation_properties(item) for key, item in value.items() if key != "ServiceToken"}
-    if isinstance(value, list):
-        return [cloudformation_properties(item) for item in value]
-    return str(value).lower() if isinstance(value, bool) else str(value)
-
-
-def function_settings(template: ResolvedTemplate, handler: str, **overrides: Any) -> Settings:
-    """The settings the template gives the function of ``handler``, with ``overrides`` for this machine."""
-    [function] = [
-        f
-        for f in template.of_type("AWS::Lambda::Function").values()
-        if f["Properties"].get("Handler") == handler
-    ]
-    return replace(Settings.from_env(function["Properties"]["Environment"]["Variables"]), **overrides)
 
 
 def deployed_settings(template: ResolvedTemplate, **overrides: Any) -> Settings:
