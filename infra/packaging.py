@@ -3,9 +3,9 @@
 One directory holds everything the functions import: the runtime wheels for Lambda's platform
 (``pip install --platform ... --only-binary=:all: --target``), ``simsearch`` and ``handlers``, and the
 embedding model. Lambda's limit is 250 MB unzipped, and ONNX Runtime, numpy and a fp32 ResNet50 come close
-to it, so the wheels are trimmed of what the functions never load (each rule says why, measured in
-the note of issue 7). Both layers are cached under ``.cache/bundles/`` by a hash of their inputs: a synth
-with unchanged inputs reuses the directory and the CDK skips re-hashing it (``AssetHashType.CUSTOM``).
+to it, so the wheels are trimmed of what the functions never load (``TRIMMED`` says why for each rule,
+with the size it saves). Both layers are cached under ``.cache/bundles/`` by a hash of their inputs: a
+synth with unchanged inputs reuses the directory and the CDK skips re-hashing it (``AssetHashType.CUSTOM``).
 
 Standard library only besides ``aws_cdk`` in ``lambda_code``: ``devtools/build_lambda_bundle.py`` and
 the tests build bundles without synthesising anything.

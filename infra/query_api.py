@@ -20,7 +20,7 @@ from infra.packaging import QUERY_HANDLER
 from simsearch.settings import Settings
 
 STAGE = "v1"
-# (method, path, required request parameters): the routes of issue 6, validated before the function runs.
+# (method, path, required request parameters): the API's routes, validated before the function runs.
 ROUTES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("POST", "search", ("method.request.header.Content-Type",)),
     ("POST", "uploads", ()),
@@ -137,7 +137,7 @@ class QueryApi(Construct):
     def _add_routes(self, config: DeploymentConfig, integration: apigw.Integration) -> None:
         # Required parameters are checked at the edge. Body validation is switched on but acts only on
         # methods with a request model, and none has one: bodies are images or JSON of several shapes,
-        # which the function validates and explains (issue 6's error contract).
+        # which the function validates and explains (a JSON error with a code and a message).
         validator = apigw.RequestValidator(
             self, "Validator", rest_api=self.api, validate_request_parameters=True, validate_request_body=True
         )
