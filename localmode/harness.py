@@ -224,11 +224,13 @@ class Deployment:
 
 @contextmanager
 def deployed(
-    settings: Settings, *, cloud: LocalCloud | None = None, quiet: bool = False
+    settings: Settings, *, cloud: LocalCloud | None = None, quiet: bool = False, bootstrap_index: bool = True
 ) -> Iterator[Deployment]:
     """Configure both handlers with ``settings`` against ``cloud`` (default: moto in this process).
 
     ``quiet`` turns Powertools' per-image log lines, metrics and traces off, for runs that print progress.
+    ``bootstrap_index=False`` configures the functions only, as when a deployed function's settings
+    change after the deployment's index bootstrap ran (and the new settings may not reach the index).
     """
     with ExitStack() as stack:
         if cloud is None:
@@ -243,7 +245,8 @@ def deployed(
         roots = (ingest.service, query.service)
         stack.callback(_reset, roots)
         _reset(roots)
-        bootstrap.attach(settings)  # what the deployment's index bootstrap does in AWS
+        if bootstrap_index:
+            bootstrap.attach(settings)  # what the deployment's index bootstrap does in AWS
         yield Deployment(settings=settings, cloud=cloud, queue=UploadsQueue(cloud), s3=cloud.client("s3"))
 
 

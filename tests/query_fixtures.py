@@ -127,12 +127,13 @@ class QueryApi:
     cloud: LocalCloud
     s3: Any  # a boto3 S3 client
     index: OpenSearchIndex
+    serving: str  # the concrete index behind the serving pointer, which answers name
     corpus: Corpus
 
 
 def handler_configured(api: QueryApi, **changes: Any) -> AbstractContextManager[Deployment]:
-    """The handlers deployed again on ``api``'s bucket with some settings changed, inside the block."""
-    return deployed(replace(api.settings, **changes), cloud=api.cloud)
+    """The functions of ``api``'s deployment configured with some settings changed, inside the block."""
+    return deployed(replace(api.settings, **changes), cloud=api.cloud, bootstrap_index=False)
 
 
 def _document(item: Indexed, vector: np.ndarray, *, model_id: str) -> Document:
@@ -179,5 +180,7 @@ def query_api(
             [_document(i, v, model_id=embedder.model_id) for i, v in zip(items, vectors, strict=True)]
         )
         assert not written.failed
-        yield QueryApi(settings=settings, cloud=deployment.cloud, s3=s3, index=index, corpus=corpus)
+        yield QueryApi(
+            settings=settings, cloud=deployment.cloud, s3=s3, index=index, serving=concrete, corpus=corpus
+        )
         opensearch_client.indices.delete(index=concrete)

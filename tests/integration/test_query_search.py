@@ -103,7 +103,7 @@ def test_results_come_most_similar_first_with_the_model_and_index_named(query_ap
     answer = search(api_events.post_image("/search", query_api.corpus.queries["china"], query={"k": 100}))
     similarities = [result["similarity"] for result in answer.json["results"]]
     assert similarities == sorted(similarities, reverse=True)
-    assert answer.json["index"] == query_api.index.name
+    assert answer.json["index"] == query_api.serving
     assert answer.json["model_id"] in query_api.index.name
     assert answer.json["took_ms"] > 0
 
@@ -183,7 +183,7 @@ def test_health_names_the_model_and_index_and_counts_the_documents(query_api: Qu
     assert answer.status == 200
     conforms("Health", answer.json)
     assert answer.json["documents"] == len(query_api.corpus.indexed)
-    assert answer.json["index"] == query_api.index.name
+    assert answer.json["index"] == query_api.serving
 
 
 @pytest.mark.usefixtures("query_api")
