@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from simsearch.errors import ConfigError
-from simsearch.ids import image_id_for
+from simsearch.ids import content_id, image_id_for
 from simsearch.index.mapping import (
     KEYWORD_FIELDS,
     index_body,
@@ -229,6 +229,11 @@ def test_image_ids_differ_between_objects() -> None:
         for bucket, key in [("photos", "a.jpg"), ("photos2", "a.jpg"), ("photos", "a+.jpg")]
     }
     assert len(ids) == 3
+
+
+def test_a_content_id_is_the_sha256_of_the_bytes() -> None:
+    """FIPS 180-2's own example ("abc"), so the stored identity matches any other sha256 tool's."""
+    assert content_id(b"abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
 
 
 def test_the_cdk_app_can_import_names_and_mapping_without_numpy() -> None:
