@@ -7,7 +7,6 @@ one, to find the one it cannot embed, so a bad image fails alone.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING
 from PIL import Image
 
 from simsearch.errors import InvalidVectorError, SimsearchError
+from simsearch.ids import content_id
 from simsearch.index.port import Document, ImageMetadata, Vector
 from simsearch.labels import label_for
 from simsearch.preprocess import DecodedImage, ImageLimits, decode_image
@@ -42,7 +42,7 @@ def load(images: ImageStore, found: Present, *, limits: ImageLimits) -> Loaded |
         image = decode_image(data, limits=limits)
     except SimsearchError as error:
         return error
-    return Loaded(found=found, image=image, sha256=hashlib.sha256(data).hexdigest())
+    return Loaded(found=found, image=image, sha256=content_id(data))
 
 
 def embed_each(embedder: Embedder, images: Sequence[Image.Image]) -> list[Vector | SimsearchError]:
