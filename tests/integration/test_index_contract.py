@@ -385,3 +385,18 @@ def test_vectors_by_content_of_nothing_or_of_removed_documents_is_empty(index: V
     assert index.vectors_by_content([], model_id=MODEL_ID) == {}
     index.delete([doc.image_id])
     assert index.vectors_by_content([CONTENT_A], model_id=MODEL_ID) == {}
+
+
+def test_with_content_lists_the_documents_of_one_content_in_id_order(index: VectorIndex) -> None:
+    a, b = unit_vectors(2, DIM, seed=22)
+    copies = [document(f"copies/{n}.jpg", a, content_sha256=CONTENT_A) for n in range(5)]
+    index.upsert([*copies, document("photos/b.jpg", b, content_sha256=CONTENT_B)])
+
+    listed = index.with_content(CONTENT_A, limit=10)
+
+    assert [item.image_id for item in listed] == sorted(doc.image_id for doc in copies)
+    assert {item.metadata.content_sha256 for item in listed} == {CONTENT_A}
+    assert [item.image_id for item in index.with_content(CONTENT_A, limit=2)] == [
+        item.image_id for item in listed[:2]
+    ]
+    assert index.with_content(UNKNOWN, limit=10) == []

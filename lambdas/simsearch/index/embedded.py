@@ -476,6 +476,18 @@ class EmbeddedIndex:
                 found |= {content: np.frombuffer(blob, dtype=np.float32).copy() for content, blob in rows}
         return found
 
+    def with_content(self, content_id: str, *, limit: int) -> list[IndexedImage]:
+        with self._store.reading() as conn:
+            rows = conn.execute(
+                f"SELECT image_id, metadata FROM documents WHERE index_name = ? AND {_CONTENT} = ?"
+                " ORDER BY image_id LIMIT ?",
+                (self._target(conn), content_id, limit),
+            ).fetchall()
+        return [
+            IndexedImage(image_id=image_id, metadata=ImageMetadata.from_source(json.loads(metadata)))
+            for image_id, metadata in rows
+        ]
+
     def count(self) -> int:
         with self._store.reading() as conn:
             row = conn.execute("SELECT COUNT(*) FROM documents WHERE index_name = ?", (self._target(conn),))

@@ -288,6 +288,21 @@ class OpenSearchIndex:
             for hit in hits
         }
 
+    def with_content(self, content_id: str, *, limit: int) -> list[IndexedImage]:
+        body: dict[str, Any] = {
+            "size": limit,
+            "query": {"bool": {"filter": [{"term": {mapping.CONTENT_FIELD: content_id}}]}},
+            "sort": [{"image_id": "asc"}],
+            "_source": {"excludes": [mapping.VECTOR_FIELD]},
+            "track_total_hits": False,
+        }
+        with self._errors():
+            hits = self._client.search(index=self._name, body=body)["hits"]["hits"]
+        return [
+            IndexedImage(image_id=str(hit["_id"]), metadata=ImageMetadata.from_source(hit["_source"]))
+            for hit in hits
+        ]
+
     def count(self) -> int:
         with self._errors():
             return int(self._client.count(index=self._name)["count"])

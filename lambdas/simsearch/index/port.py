@@ -172,6 +172,11 @@ class VectorIndex(Protocol):
         """
         ...
 
+    def with_content(self, content_id: str, *, limit: int) -> list[IndexedImage]:
+        """Up to ``limit`` documents whose bytes have ``content_id`` (exact duplicates of each other),
+        vectors left out, in order of ``image_id``."""
+        ...
+
     def count(self) -> int: ...
 
     def scan(self, *, page_size: int = SCAN_PAGE_SIZE) -> Iterator[IndexedImage]:
