@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from simsearch.duplicates import collapse, duplicate_of, find_duplicates
+from simsearch.duplicates import clusters, collapse, contents, duplicate_of, find_duplicates, near_groups
 from simsearch.errors import InvalidRequestError, NotFoundError
 from simsearch.index.embedded import EmbeddedIndex
-from simsearch.index.port import Hit, ImageMetadata
+from simsearch.index.port import Hit, ImageMetadata, IndexedImage
 from tests.index_factories import document, on_circle
 
 A, B, C = "a1" * 32, "b2" * 32, "c3" * 32
@@ -97,3 +97,63 @@ def test_collapse_keeps_the_first_of_each_content_in_order_with_the_others_folde
         ("5", ()),
     ]
     assert collapse([]) == []
+
+
+# clusters over a whole index -------------------------------------------------------------------------
+
+
+def test_contents_group_the_scan_by_content_id_and_legacy_images_stand_alone() -> None:
+    images = [
+        IndexedImage(
+            image_id="1", metadata=ImageMetadata(bucket="b", key="z.jpg", content_sha256=A, bytes=10)
+        ),
+        IndexedImage(
+            image_id="2", metadata=ImageMetadata(bucket="b", key="y.jpg", content_sha256=B, bytes=7)
+        ),
+        IndexedImage(
+            image_id="3", metadata=ImageMetadata(bucket="b", key="a.jpg", content_sha256=A, bytes=10)
+        ),
+        IndexedImage(image_id="4", metadata=ImageMetadata(bucket="b", key="old.jpg")),
+        IndexedImage(image_id="5", metadata=ImageMetadata(bucket="b", key="older.jpg")),
+    ]
+    found = contents(images)
+    assert [[image.metadata.key for image in content.images] for content in found] == [
+        ["a.jpg", "z.jpg"],  # by key within a content
+        ["y.jpg"],
+        ["old.jpg"],
+        ["older.jpg"],
+    ]
+    assert [(content.content_id, content.size, content.wasted) for content in found[:2]] == [
+        (A, 10, 10),
+        (B, 7, 0),
+    ]
+    assert found[2].content_id is None and found[2].key != found[3].key
+
+
+def test_near_groups_join_transitively_and_clusters_keep_the_largest_file(index: EmbeddedIndex) -> None:
+    index.upsert([document("photos/a-more-cropped.jpg", on_circle(28), content_sha256="e5" * 32)])
+    found = contents(index.scan())
+    compared: list[str] = []
+
+    groups = near_groups(
+        index, found, threshold=0.98, on_compared=lambda content: compared.append(content.key)
+    )
+
+    assert len(compared) == len(found)
+    # 0° ~ 10° ~ 20° ~ 28° in steps of at most 10° (cos ≥ 0.985), though 0° and 28° are 0.88 apart
+    made = clusters(groups)
+    assert [[c.images[0].metadata.key for c in cluster.contents] for cluster in made] == [
+        ["copies/a.jpg", "photos/a-cropped.jpg", "photos/a-more-cropped.jpg", "photos/a-small.jpg"]
+    ]  # all of 12345 bytes (the factory's): the keys break the tie
+    [cluster] = made
+    assert cluster.images == 5  # the exact copy of a.jpg too
+    assert cluster.exact_reclaimable == 12345
+    assert cluster.reclaimable == 4 * 12345  # every file but one
+
+
+def test_without_near_groups_only_exact_copies_make_clusters(index: EmbeddedIndex) -> None:
+    found = contents(index.scan())
+    made = clusters([content] for content in found)
+    assert [[image.metadata.key for image in cluster.contents[0].images] for cluster in made] == [
+        ["copies/a.jpg", "photos/a.jpg"]
+    ]
