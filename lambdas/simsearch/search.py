@@ -108,8 +108,8 @@ class QueryConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class Result:
-    """One neighbour; ``duplicate_of`` names an earlier result with the same bytes, ``collapsed`` the
-    later ones folded into this one (``SearchOptions.collapse_duplicates``)."""
+    """One neighbour; ``content_sha256`` identifies its bytes, ``duplicate_of`` names an earlier result
+    with the same bytes, ``collapsed`` the later ones folded into this one (``collapse_duplicates``)."""
 
     id: str
     key: str
@@ -117,6 +117,7 @@ class Result:
     similarity: float
     score: float
     url: str
+    content_sha256: str | None = None
     duplicate_of: str | None = None
     collapsed: tuple[str, ...] = ()
 
@@ -371,6 +372,7 @@ class SearchService:
             similarity=hit.similarity,
             score=hit.score,
             url=self._url(hit.metadata.bucket, hit.metadata.key),
+            content_sha256=hit.metadata.content_sha256,
             duplicate_of=duplicate_of,
             collapsed=collapsed,
         )

@@ -135,6 +135,7 @@ def test_search_results_name_the_earlier_result_they_duplicate(query_api: QueryA
 
     copies = [r for r in results if r["id"] in ids_of(query_api, "china", *EXACT)]
     assert len(copies) == 3
+    assert {r["content_sha256"] for r in copies} == {content_id(query_api.corpus.indexed["china"].data)}
     assert len({r["similarity"] for r in copies}) == 1  # the same bytes, the same vector
     first = copies[0]["id"]
     assert [r["duplicate_of"] for r in copies] == [None, first, first]
