@@ -11,7 +11,7 @@ export ORT_DISABLE_TELEMETRY := 1
 export PYTHONDONTWRITEBYTECODE := 1
 export PYTHONPATH := lambdas:.
 
-.PHONY: demo browser test-e2e bench-local test test-unit test-integration test-infra lint deps opensearch opensearch-run model model-resnet50 bench-model bench-index bench-ingest bench-query eval synth preflight bundle clean
+.PHONY: demo browser test-e2e bench-local test test-unit test-integration test-infra lint deps opensearch opensearch-run model model-resnet50 bench-model bench-index bench-ingest bench-cache bench-query eval synth preflight bundle clean
 
 ## Set-up steps (each idempotent; re-run only when their inputs change)
 $(VENV)/.installed: requirements.txt lambdas/requirements.txt pyproject.toml
@@ -77,6 +77,9 @@ bench-model: deps model
 
 bench-ingest: deps opensearch model  ## images/s through the ingest handler vs embedding alone, same run
 	$(PY) -m devtools.bench_ingest
+
+bench-cache: deps opensearch model  ## inference calls and time of a second upload of the same 100 images (IMAGES=folder)
+	$(PY) -m devtools.bench_cache $(if $(IMAGES),--images $(IMAGES))
 
 bench-index: deps opensearch model  ## recall@10 / QPS / docs/s of both index adapters vs exact search, same run
 	$(PY) -m devtools.bench_index --hard --force-merge --model-dir $(MODEL_DIR)

@@ -6,7 +6,6 @@ The object key is ``<label>/<file name>``: ingestion labels an image by the firs
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from pathlib import Path
 
 from simsearch.errors import SimsearchError
 from simsearch.formats import is_image_name
+from simsearch.ids import content_id
 
 
 class DatasetError(SimsearchError):
@@ -68,5 +68,5 @@ def _item(path: Path) -> Item:
         path=path,
         label=label,
         key=f"{label}/{path.name}",
-        sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+        sha256=content_id(path.read_bytes()),  # what ingestion records as content_sha256
     )

@@ -1,7 +1,8 @@
 """Retrieval quality, ANN recall and speed, computed from what the query path returned.
 
-Quality is scored twice: on the results as returned, and with exact byte-duplicates of the query (same
-content sha256) removed from them. A dataset that holds copies of an image lets the copy answer its own
+Quality is scored twice: on the results as returned, and with exact byte-duplicates of the query (the
+``content_sha256`` the index recorded for a result equal to the query's ``simsearch.ids.content_id``)
+removed from them. A dataset that holds copies of an image lets the copy answer its own
 query; the second view measures finding *other* images of the class.
 
 - hit@k: at least one of the top k results has the query's label (the paper's metric at k = 10);
@@ -28,7 +29,7 @@ TIE_TOLERANCE = 1e-5
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Retrieved:
-    """One result of a query, as the API returned it, with the content hash of the image it names."""
+    """One result of a query, as the API returned it, with the content id its document records."""
 
     key: str
     label: str | None

@@ -229,9 +229,12 @@ def _results(answer: Mapping[str, Any], *, query: Item, by_key: Mapping[str, Ite
     unknown = [hit["key"] for hit in body["results"] if hit["key"] not in by_key]
     if unknown:
         raise EvalError(f"query {query.key!r} returned keys that were never indexed: {unknown[:3]}")
-    return tuple(
+    unrecorded = [hit["key"] for hit in body["results"] if hit["content_sha256"] is None]
+    if unrecorded:
+        raise EvalError(f"query {query.key!r} returned images indexed without a content id: {unrecorded[:3]}")
+    return tuple(  # the content identity the index recorded at ingest, as duplicates everywhere use it
         Retrieved(
-            key=hit["key"], label=hit["label"], sha256=by_key[hit["key"]].sha256, similarity=hit["similarity"]
+            key=hit["key"], label=hit["label"], sha256=hit["content_sha256"], similarity=hit["similarity"]
         )
         for hit in body["results"]
     )

@@ -25,6 +25,7 @@ ROUTES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("POST", "search", ("method.request.header.Content-Type",)),
     ("POST", "uploads", ()),
     ("GET", "images/{id}", ("method.request.path.id",)),
+    ("GET", "images/{id}/duplicates", ("method.request.path.id",)),
     ("GET", "health", ()),
     ("GET", "openapi.json", ()),
 )

@@ -7,6 +7,7 @@ answers at once.
 
     imgsearch serve --images ~/Pictures          # the local stack on http://127.0.0.1:8000
     imgsearch search photo.jpg -k 5 --label cats  # the running stack, or --api URL --api-key KEY
+    imgsearch duplicates --near                   # exact and near duplicates, and the bytes they take
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import evaluation
 from infra import preflight
-from localmode import discovery, reindexing
+from localmode import discovery, duplicates, reindexing
 from localmode.errors import CommandFailed
 from localmode.ports import PortInUseError
 from model import whiten
@@ -387,6 +388,12 @@ COMMANDS: tuple[Command, ...] = (
     Command("search", "find the images most similar to an image", _configure_search, _search),
     Command("failures", "list images that could not be indexed, and why", _configure_failures, _failures),
     Command(
+        "duplicates",
+        "clusters of exact (same bytes) and near (--near) duplicates in the index, and the bytes to reclaim",
+        duplicates.add_arguments,
+        duplicates.run,
+    ),
+    Command(
         "build-model", "build the ONNX model (what `make model` does)", _configure_build_model, _build_model
     ),
     Command(
@@ -410,7 +417,7 @@ COMMANDS: tuple[Command, ...] = (
 )
 """Every subcommand; another package adds one by adding its ``Command`` here."""
 
-JSON_COMMANDS = frozenset({"ingest", "search", "failures", "backfill", "reindex"})
+JSON_COMMANDS = frozenset({"ingest", "search", "failures", "duplicates", "backfill", "reindex"})
 
 
 def parser() -> argparse.ArgumentParser:

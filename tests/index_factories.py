@@ -39,6 +39,8 @@ def document(
     label: str | None = None,
     bucket: str = "images",
     width: int | None = 640,
+    content_sha256: str = "ab" * 32,
+    model_id: str = "test-model",
 ) -> Document:
     """A document as ingestion writes it, its id derived from ``bucket`` and ``key``."""
     metadata = ImageMetadata(
@@ -46,9 +48,9 @@ def document(
         key=key,
         label=label,
         etag="0123456789abcdef0123456789abcdef",
-        content_sha256="ab" * 32,
+        content_sha256=content_sha256,
         content_type="image/jpeg",
-        model_id="test-model",
+        model_id=model_id,
         width=width,
         height=480,
         bytes=12345,

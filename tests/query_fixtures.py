@@ -28,7 +28,7 @@ from localmode.cloud import LocalCloud
 from localmode.harness import Deployment, deployed, local_settings
 from model.images import photograph
 from simsearch.embedder import OnnxEmbedder
-from simsearch.ids import image_id_for
+from simsearch.ids import content_id, image_id_for
 from simsearch.index import Document, ImageMetadata
 from simsearch.index.opensearch import OpenSearchIndex
 from simsearch.preprocess import ImageLimits, decode_image
@@ -142,6 +142,7 @@ def _document(item: Indexed, vector: np.ndarray, *, model_id: str) -> Document:
         bucket=BUCKET,
         key=item.key,
         label=item.label,
+        content_sha256=content_id(item.data),
         content_type=f"image/{decoded.format.lower()}",
         width=decoded.width,
         height=decoded.height,

@@ -53,16 +53,17 @@ their size): 4 MiB becomes 5.6 MB, which leaves room for the headers. Larger ima
 
 _INLINE_BODY_MAX_CHARS: Final = 4 * math.ceil(INLINE_IMAGE_MAX_BYTES / 3) + 64 * 1024  # base64 + JSON
 _QUERY_FIELDS: Final = ("image", "s3_key", "id", "vector")
-_OPTION_FIELDS: Final = ("k", "filter", "min_similarity")
+_OPTION_FIELDS: Final = ("k", "filter", "min_similarity", "collapse_duplicates")
 _NUMBER_MAX_CHARS: Final = 32  # k has 3 digits at most; min_similarity needs no more than float64 gives
 _INTEGER: Final = re.compile(r"-?[0-9]+")
 _NUMBER: Final = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")
+_BOOLEANS: Final = {"true": True, "false": False}
 _MAX_MESSAGE_CHARS: Final = 300
 
 
 _VALIDATORS: Final = {
     name: BoundedSchema(name, DOCUMENT["components"])
-    for name in ("SearchRequest", "SearchOptions", "ImageId")
+    for name in ("SearchRequest", "SearchOptions", "ImageId", "DuplicatesOptions")
 }
 
 
@@ -105,6 +106,16 @@ def image_id(raw: str) -> str:
     """A path parameter that must look like an image id (an unknown one is a 404 later)."""
     _validate("ImageId", raw, where="id")
     return raw
+
+
+def duplicates_threshold(event: APIGatewayProxyEvent) -> float | None:
+    """``threshold`` from the query string of ``GET /images/{id}/duplicates`` (None: the default)."""
+    raw = event.query_string_parameters
+    parameters: dict[str, Any] = {}
+    if "threshold" in raw:
+        parameters["threshold"] = _parsed("threshold", raw["threshold"], _NUMBER, float)
+    _validate("DuplicatesOptions", parameters, where="query string")
+    return parameters.get("threshold")
 
 
 def _media_type(event: APIGatewayProxyEvent) -> str:
@@ -175,13 +186,16 @@ def _base64(text: str) -> bytes:
 
 
 def _query_parameters(event: APIGatewayProxyEvent) -> dict[str, Any]:
-    """``k``, ``min_similarity``, ``label`` and ``prefix`` from the query string, shaped as in a JSON body."""
+    """``k``, ``min_similarity``, ``collapse_duplicates``, ``label`` and ``prefix`` from the query string,
+    shaped as in a JSON body."""
     raw = event.query_string_parameters
     parameters: dict[str, Any] = {}
     if "k" in raw:
         parameters["k"] = _parsed("k", raw["k"], _INTEGER, int)
     if "min_similarity" in raw:
         parameters["min_similarity"] = _parsed("min_similarity", raw["min_similarity"], _NUMBER, float)
+    if "collapse_duplicates" in raw:
+        parameters["collapse_duplicates"] = _boolean("collapse_duplicates", raw["collapse_duplicates"])
     selected = {name: raw[name] for name in ("label", "prefix") if name in raw}
     if selected:
         parameters["filter"] = selected
@@ -204,6 +218,12 @@ def _parsed(name: str, raw: str, pattern: re.Pattern[str], kind: type[int] | typ
     return value
 
 
+def _boolean(name: str, raw: str) -> bool:
+    if raw not in _BOOLEANS:
+        raise InvalidRequestError(f"{name} is {raw[:_NUMBER_MAX_CHARS]!r}; it must be true or false")
+    return _BOOLEANS[raw]
+
+
 def _options(parameters: dict[str, Any]) -> SearchOptions:
     """``SearchOptions`` from validated parameters; absent ones keep the defaults."""
     options: dict[str, Any] = {}
@@ -211,6 +231,8 @@ def _options(parameters: dict[str, Any]) -> SearchOptions:
         options["k"] = int(parameters["k"])  # JSON may say 10.0, which the schema accepts as an integer
     if "min_similarity" in parameters:
         options["min_similarity"] = float(parameters["min_similarity"])
+    if "collapse_duplicates" in parameters:
+        options["collapse_duplicates"] = parameters["collapse_duplicates"]
     if selected := parameters.get("filter"):
         label, prefix = selected.get("label"), selected.get("prefix")
         options["filters"] = Filters(

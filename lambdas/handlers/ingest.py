@@ -24,8 +24,9 @@ from aws_lambda_powertools.utilities.data_classes import SQSEvent
 
 from handlers.notifications import NotificationBatch
 from simsearch import bootstrap
-from simsearch.ingestion import Ingestion, KeyOutcome
+from simsearch.ingestion import EMBEDDING_REUSED, Ingestion, KeyOutcome
 from simsearch.metrics import (
+    EMBEDDINGS_REUSED,
     INGEST_OUTCOME_METRICS,
     METRIC_NAMESPACE,
     NOTIFICATIONS_IGNORED,
@@ -90,6 +91,8 @@ def _observe(outcomes: Sequence[KeyOutcome], batch: NotificationBatch) -> None:
         logger.warning("message is not an S3 notification", extra={"message_id": message_id, "detail": why})
     for kind, count in Counter(outcome.kind for outcome in outcomes).items():
         metrics.add_metric(name=INGEST_OUTCOME_METRICS[kind], unit=MetricUnit.Count, value=count)
+    if reused := sum(outcome.reason == EMBEDDING_REUSED for outcome in outcomes):
+        metrics.add_metric(name=EMBEDDINGS_REUSED, unit=MetricUnit.Count, value=reused)
     if batch.rejected:
         metrics.add_metric(name=NOTIFICATIONS_REJECTED, unit=MetricUnit.Count, value=len(batch.rejected))
     if batch.ignored:

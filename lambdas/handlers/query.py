@@ -59,6 +59,13 @@ def image(image_id: str) -> dict[str, Any]:
     return asdict(service().image(api_input.image_id(image_id)))
 
 
+@app.get("/images/<image_id>/duplicates")
+def image_duplicates(image_id: str) -> dict[str, Any]:
+    checked = api_input.image_id(image_id)
+    threshold = api_input.duplicates_threshold(app.current_event)
+    return asdict(service().duplicates(checked, threshold=threshold))
+
+
 @app.get("/health")
 def health() -> dict[str, Any]:
     return asdict(service().health())

@@ -20,6 +20,9 @@ INGEST_OUTCOME_METRICS: Final = {
 }
 """Ingestion's count per object outcome (``simsearch.ingestion.OutcomeKind``)."""
 
+EMBEDDINGS_REUSED: Final = "EmbeddingsReused"
+"""Images indexed with a vector the index already held for their bytes (the embedding cache): no inference."""
+
 NOTIFICATIONS_REJECTED: Final = "NotificationsRejected"
 """Queue messages that were not readable S3 notifications (acknowledged, logged)."""
 

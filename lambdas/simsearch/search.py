@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, assert_never
 
+from simsearch import duplicates
 from simsearch.errors import (
     ImageTooLargeError,
     IndexUnavailableError,
@@ -21,17 +22,21 @@ from simsearch.errors import (
     InvalidVectorError,
     NotFoundError,
 )
-from simsearch.index.port import Filters, Hit, Vector, check_search_arguments, unit_vector
+from simsearch.index.port import MAX_K, Filters, Hit, Vector, check_search_arguments, unit_vector
 from simsearch.preprocess import ImageLimits, decode_image
+from simsearch.settings import Settings
 
 if TYPE_CHECKING:
     from simsearch.embedder import Embedder
-    from simsearch.settings import Settings
+    from simsearch.index.port import IndexedImage
     from simsearch.storage import ImageStore
     from simsearch.targets import Serving, Target
 
 MAX_RESULTS = 100
 """The largest ``k`` a query may ask for: every result costs a presigned URL and a thumbnail download."""
+
+COLLAPSE_FETCH_MAX = 1_000
+"""The most neighbours a collapsing search fetches to find ``k`` distinct contents (it doubles up to it)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,11 +72,12 @@ Query = ImageQuery | StoredImageQuery | IndexedImageQuery | VectorQuery
 
 @dataclass(frozen=True, kw_only=True)
 class SearchOptions:
-    """How many neighbours, and which ones may come back."""
+    """How many neighbours, which ones may come back, and whether exact duplicates fold into one."""
 
     k: int = 10
     filters: Filters | None = None
     min_similarity: float | None = None
+    collapse_duplicates: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.k <= MAX_RESULTS:
@@ -87,6 +93,7 @@ class QueryConfig:
     upload_prefix: str
     presign_ttl_seconds: int
     limits: ImageLimits
+    near_duplicate_threshold: float = Settings.near_duplicate_threshold
 
     @classmethod
     def from_settings(cls, settings: Settings) -> QueryConfig:
@@ -95,17 +102,24 @@ class QueryConfig:
             upload_prefix=settings.query_upload_prefix,
             presign_ttl_seconds=settings.presign_ttl_seconds,
             limits=ImageLimits.of(settings),
+            near_duplicate_threshold=settings.near_duplicate_threshold,
         )
 
 
 @dataclass(frozen=True, kw_only=True)
 class Result:
+    """One neighbour; ``content_sha256`` identifies its bytes, ``duplicate_of`` names an earlier result
+    with the same bytes, ``collapsed`` the later ones folded into this one (``collapse_duplicates``)."""
+
     id: str
     key: str
     label: str | None
     similarity: float
     score: float
     url: str
+    content_sha256: str | None = None
+    duplicate_of: str | None = None
+    collapsed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -130,6 +144,34 @@ class ImageView:
     content_type: str | None
     indexed_at: str | None
     model_id: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Duplicate:
+    """An exact or near duplicate of an image: ``similarity`` is 1 for the same bytes."""
+
+    id: str
+    key: str
+    label: str | None
+    similarity: float
+    bytes: int | None
+    url: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class DuplicatesView:
+    """What ``GET /images/{id}/duplicates`` shows: the image, its exact and its near duplicates."""
+
+    id: str
+    key: str
+    url: str
+    content_sha256: str | None
+    threshold: float
+    exact: tuple[Duplicate, ...]
+    near: tuple[Duplicate, ...]
+    model_id: str
+    index: str
+    took_ms: float
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -172,18 +214,46 @@ class SearchService:
         started = time.perf_counter()
         target = self._serving.current()  # one index and its own model for the whole request
         vector, exclude = self._query_vector(query, target)
-        hits = target.index.search(
-            vector,
-            k=options.k,
-            filters=options.filters,
-            min_similarity=options.min_similarity,
-            exclude_ids=exclude,
-        )
+        if options.collapse_duplicates:
+            results = [
+                self._result(hit, collapsed=folded)
+                for hit, folded in self._collapsed(target, vector, exclude, options)
+            ]
+        else:
+            hits = self._neighbours(target, vector, exclude, options, k=options.k)
+            results = [
+                self._result(hit, duplicate_of=of)
+                for hit, of in zip(hits, duplicates.duplicate_of(hits), strict=True)
+            ]
         return SearchResults(
-            results=tuple(self._result(hit) for hit in hits),
+            results=tuple(results),
             model_id=target.embedder.model_id,
             index=target.index.name,
-            took_ms=round((time.perf_counter() - started) * 1000, 1),
+            took_ms=_since(started),
+        )
+
+    def duplicates(self, image_id: str, *, threshold: float | None = None) -> DuplicatesView:
+        """An indexed image's exact duplicates (same bytes) and near ones (similarity ≥ ``threshold``,
+        by default ``Settings.near_duplicate_threshold``); ``NotFoundError`` for an unknown id."""
+        started = time.perf_counter()
+        target = self._serving.current()
+        found = duplicates.find_duplicates(
+            target.index,
+            image_id,
+            threshold=self._config.near_duplicate_threshold if threshold is None else threshold,
+        )
+        image = found.image.metadata
+        return DuplicatesView(
+            id=image_id,
+            key=image.key,
+            url=self._url(image.bucket, image.key),
+            content_sha256=image.content_sha256,
+            threshold=found.threshold,
+            exact=tuple(self._duplicate(each) for each in found.exact),
+            near=tuple(self._near(hit) for hit in found.near),
+            model_id=target.embedder.model_id,
+            index=target.index.name,
+            took_ms=_since(started),
         )
 
     def close(self) -> None:
@@ -272,7 +342,29 @@ class SearchService:
         except (OverflowError, TypeError, ValueError) as error:
             raise InvalidVectorError(f"vector values must be finite numbers: {error}") from error
 
-    def _result(self, hit: Hit) -> Result:
+    def _neighbours(
+        self, target: Target, vector: Vector, exclude: tuple[str, ...], options: SearchOptions, *, k: int
+    ) -> list[Hit]:
+        return target.index.search(
+            vector, k=k, filters=options.filters, min_similarity=options.min_similarity, exclude_ids=exclude
+        )
+
+    def _collapsed(
+        self, target: Target, vector: Vector, exclude: tuple[str, ...], options: SearchOptions
+    ) -> list[tuple[Hit, tuple[str, ...]]]:
+        """The ``k`` nearest distinct contents: neighbours are fetched, twice as many each time, until
+        ``k`` contents are among them, the index has no more, or ``COLLAPSE_FETCH_MAX`` is reached."""
+        fetch = options.k
+        while True:
+            fetch = min(fetch * 2, COLLAPSE_FETCH_MAX, MAX_K)
+            hits = self._neighbours(target, vector, exclude, options, k=fetch)
+            kept = duplicates.collapse(hits)
+            if len(kept) >= options.k or len(hits) < fetch or fetch >= COLLAPSE_FETCH_MAX:
+                return kept[: options.k]
+
+    def _result(
+        self, hit: Hit, *, duplicate_of: str | None = None, collapsed: tuple[str, ...] = ()
+    ) -> Result:
         return Result(
             id=hit.image_id,
             key=hit.metadata.key,
@@ -280,7 +372,36 @@ class SearchService:
             similarity=hit.similarity,
             score=hit.score,
             url=self._url(hit.metadata.bucket, hit.metadata.key),
+            content_sha256=hit.metadata.content_sha256,
+            duplicate_of=duplicate_of,
+            collapsed=collapsed,
+        )
+
+    def _duplicate(self, image: IndexedImage) -> Duplicate:
+        metadata = image.metadata
+        return Duplicate(
+            id=image.image_id,
+            key=metadata.key,
+            label=metadata.label,
+            similarity=1.0,
+            bytes=metadata.bytes,
+            url=self._url(metadata.bucket, metadata.key),
+        )
+
+    def _near(self, hit: Hit) -> Duplicate:
+        return Duplicate(
+            id=hit.image_id,
+            key=hit.metadata.key,
+            label=hit.metadata.label,
+            similarity=hit.similarity,
+            bytes=hit.metadata.bytes,
+            url=self._url(hit.metadata.bucket, hit.metadata.key),
         )
 
     def _url(self, bucket: str, key: str) -> str:
         return self._images.presigned_get(bucket, key, ttl_seconds=self._config.presign_ttl_seconds)
+
+
+def _since(started: float) -> float:
+    """Milliseconds since ``started`` (a ``perf_counter`` reading), to a tenth."""
+    return round((time.perf_counter() - started) * 1000, 1)

@@ -58,6 +58,9 @@ class Settings:
     presign_ttl_seconds: int = 900
     ort_threads: int = 0  # 0: derive from the Lambda memory size or the machine
     cors_origin: str = "*"  # the origin browsers may call the query API from (the CDK context `cors_origin`)
+    # Near duplicates: other content whose cosine similarity to an image is at least this (the one
+    # default of the API, the CLI and the evaluation; simsearch.duplicates says what counts as one)
+    near_duplicate_threshold: float = 0.95
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:

@@ -12,6 +12,8 @@ const STORAGE = { base: "simsearch.apiBase", key: "simsearch.apiKey" };
 
 const $ = (id) => document.getElementById(id);
 let lastQuery = null; // {kind: "image", blob, name} or {kind: "id", id, url, name}
+let lastResults = []; // the results on screen, for "Duplicates of these results"
+let lastDuplicates = null; // what the duplicates view shows: {kind: "one", result} or {kind: "results"}
 
 function apiBase() {
   const saved = (localStorage.getItem(STORAGE.base) || "").trim().replace(/\/+$/, "");
@@ -77,7 +79,7 @@ async function refreshHealth() {
 function searchOptions() {
   const k = Number.parseInt($("k").value, 10);
   const label = $("label").value.trim();
-  return { k: Number.isFinite(k) ? k : 12, label };
+  return { k: Number.isFinite(k) ? k : 12, label, collapse: $("collapse").checked };
 }
 
 // Large photos are re-encoded in the browser so they fit the inline limit; anything the browser
@@ -131,7 +133,7 @@ function showQuery(src, caption) {
 
 async function runQuery() {
   if (!lastQuery) return;
-  const { k, label } = searchOptions();
+  const { k, label, collapse } = searchOptions();
   showMessage("");
   $("results-summary").textContent = "Searching…";
   try {
@@ -139,6 +141,7 @@ async function runQuery() {
     if (lastQuery.kind === "image") {
       const params = new URLSearchParams({ k: String(k) });
       if (label) params.set("label", label);
+      if (collapse) params.set("collapse_duplicates", "true");
       const type = lastQuery.blob.type || "application/octet-stream";
       response = await callApi(`/search?${params}`, {
         method: "POST", headers: { "Content-Type": type }, body: lastQuery.blob,
@@ -146,6 +149,7 @@ async function runQuery() {
     } else {
       const body = { id: lastQuery.id, k };
       if (label) body.filter = { label };
+      if (collapse) body.collapse_duplicates = true;
       response = await callApi("/search", {
         method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
       });
@@ -154,6 +158,8 @@ async function runQuery() {
   } catch (error) {
     $("results-summary").textContent = "No results.";
     $("results").replaceChildren();
+    lastResults = [];
+    $("find-duplicates").disabled = true;
     showMessage(error.message);
   }
   refreshHealth();
@@ -164,7 +170,9 @@ function renderResults(response) {
   $("results-summary").textContent = results.length
     ? `${results.length} most similar, best first (${response.took_ms} ms, index ${response.index}).`
     : "Nothing matched; try another label or none.";
+  lastResults = results;
   $("results").replaceChildren(...results.map(resultItem));
+  $("find-duplicates").disabled = results.length === 0;
   rememberLabels(results);
 }
 
@@ -192,8 +200,141 @@ function resultItem(result, position) {
   caption.querySelector(".similarity").title = "cosine similarity (1 = identical)";
   button.append(image, caption);
   button.addEventListener("click", () => searchById(result));
-  item.append(button);
+  item.append(button, duplicatesLine(result, position));
   return item;
+}
+
+// Under each result: what the API says about its copies among the results, and a button that shows
+// its exact and near duplicates in the whole index.
+function duplicatesLine(result, position) {
+  const line = document.createElement("div");
+  line.className = "duplicates-line";
+  const note = document.createElement("span");
+  note.className = "duplicate-note";
+  const collapsed = result.collapsed || [];
+  if (result.duplicate_of) {
+    const earlier = lastResults.findIndex((other) => other.id === result.duplicate_of);
+    note.textContent = `same bytes as #${earlier + 1}`;
+  } else if (collapsed.length) {
+    note.textContent = `+${collapsed.length} cop${collapsed.length === 1 ? "y" : "ies"} folded`;
+  }
+  const show = document.createElement("button");
+  show.type = "button";
+  show.className = "link";
+  show.textContent = "Duplicates";
+  show.setAttribute("aria-label", `Duplicates of result ${position + 1}: ${result.key}`);
+  show.addEventListener("click", () => showDuplicatesOf(result));
+  line.append(note, show);
+  return line;
+}
+
+function nearThreshold() {
+  const raw = $("near-threshold").value.trim();
+  return raw ? `?threshold=${encodeURIComponent(raw)}` : "";
+}
+
+async function fetchDuplicates(id) {
+  return callApi(`/images/${encodeURIComponent(id)}/duplicates${nearThreshold()}`);
+}
+
+async function showDuplicatesOf(result) {
+  lastDuplicates = { kind: "one", result };
+  openDuplicatesView(`Looking for duplicates of ${result.key}…`);
+  try {
+    const found = await fetchDuplicates(result.id);
+    renderClusters([found], `${result.key}: ${describe(found)}.`);
+  } catch (error) {
+    duplicatesFailed(error);
+  }
+}
+
+// One row per cluster: each result's duplicates, skipping results already shown in an earlier row.
+async function showDuplicatesOfResults() {
+  lastDuplicates = { kind: "results" };
+  const results = lastResults;
+  openDuplicatesView(`Looking for duplicates of ${results.length} results…`);
+  try {
+    const answers = await Promise.all(results.map((result) => fetchDuplicates(result.id)));
+    const shown = new Set();
+    const clusters = [];
+    for (const found of answers) {
+      if (shown.has(found.id) || (!found.exact.length && !found.near.length)) continue;
+      clusters.push(found);
+      for (const member of [found, ...found.exact, ...found.near]) shown.add(member.id);
+    }
+    const summary = clusters.length
+      ? `${clusters.length} of the ${results.length} results have duplicates (near when similarity ≥ ` +
+        `${answers[0].threshold}).`
+      : `None of the ${results.length} results has a duplicate (near when similarity ≥ ${answers[0].threshold}).`;
+    renderClusters(clusters, summary);
+  } catch (error) {
+    duplicatesFailed(error);
+  }
+}
+
+function describe(found) {
+  const exact = `${found.exact.length} exact duplicate${found.exact.length === 1 ? "" : "s"}`;
+  const near = `${found.near.length} near duplicate${found.near.length === 1 ? "" : "s"}`;
+  return `${exact} (same bytes), ${near} (similarity ≥ ${found.threshold})`;
+}
+
+function openDuplicatesView(status) {
+  showMessage("");
+  $("duplicates-view").hidden = false;
+  $("duplicates-summary").textContent = status;
+  $("clusters").replaceChildren();
+  $("duplicates-view").scrollIntoView({ block: "nearest" });
+}
+
+function duplicatesFailed(error) {
+  $("duplicates-summary").textContent = "No duplicates shown.";
+  showMessage(error.message);
+}
+
+function renderClusters(clusters, summary) {
+  $("duplicates-summary").textContent = summary;
+  $("clusters").replaceChildren(...clusters.map(clusterItem));
+}
+
+// A cluster side by side: the image, then its exact duplicates, then its near ones, most similar first.
+function clusterItem(found) {
+  const item = document.createElement("li");
+  item.className = "cluster";
+  item.dataset.id = found.id;
+  const members = document.createElement("ol");
+  members.className = "members";
+  members.append(
+    member({ ...found, similarity: 1 }, "image", "this image"),
+    ...found.exact.map((each) => member(each, "exact", "same bytes")),
+    ...found.near.map((each) => member(each, "near", `near · ${each.similarity.toFixed(3)}`)),
+  );
+  item.append(members);
+  return item;
+}
+
+function member(image, kind, note) {
+  const item = document.createElement("li");
+  item.className = `member ${kind}`;
+  item.dataset.kind = kind;
+  item.dataset.key = image.key;
+  const figure = document.createElement("figure");
+  const picture = document.createElement("img");
+  picture.src = image.url;
+  picture.alt = `${image.key} (${note})`;
+  picture.loading = "lazy";
+  const caption = document.createElement("figcaption");
+  caption.innerHTML = '<span class="key"></span><span class="kind"></span>';
+  caption.querySelector(".key").textContent = image.key;
+  caption.querySelector(".kind").textContent = note;
+  figure.append(picture, caption);
+  item.append(figure);
+  return item;
+}
+
+function refreshDuplicates() {
+  if (!lastDuplicates) return;
+  if (lastDuplicates.kind === "one") showDuplicatesOf(lastDuplicates.result);
+  else showDuplicatesOfResults();
 }
 
 function rememberLabels(results) {
@@ -239,6 +380,12 @@ document.addEventListener("DOMContentLoaded", () => {
     if (file) searchByFile(file);
   });
   $("query").addEventListener("submit", (event) => { event.preventDefault(); runQuery(); });
+  $("find-duplicates").addEventListener("click", () => showDuplicatesOfResults());
+  $("duplicates-form").addEventListener("submit", (event) => { event.preventDefault(); refreshDuplicates(); });
+  $("duplicates-close").addEventListener("click", () => {
+    $("duplicates-view").hidden = true;
+    lastDuplicates = null;
+  });
   setUpDropZone();
   setUpSettings();
   refreshHealth();

@@ -1,7 +1,7 @@
 """A user opens the page of the local stack in a real browser (Debian's Chromium) and finds similar images.
 
-Playwright drives ``/usr/bin/chromium`` (``make browser`` installs it); playwright's own browser
-downloads are never used. A screenshot of each page state is saved under ``artifacts/e2e/``.
+Playwright drives ``/usr/bin/chromium`` (``tests/e2e/conftest.py``); a screenshot of each page state is
+saved under ``artifacts/e2e/``.
 """
 
 from __future__ import annotations
@@ -10,24 +10,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from localmode.stack import LocalStack
+from tests.e2e.conftest import opened, screenshot, wait_for_thumbnails
 from tests.localmode_world import query_image, stack_with
 
 pytestmark = pytest.mark.e2e
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "e2e"
-TIMEOUT_MS = 30_000
 
 
 @pytest.fixture(scope="module")
@@ -39,24 +28,9 @@ def stack(
         yield running
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM.is_file():
-        pytest.fail(f"{CHROMIUM} is missing: run `make browser` (installs Debian's chromium)")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
-
-
 @pytest.fixture
 def page(browser: Browser, stack: LocalStack) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    opened = context.new_page()
-    opened.set_default_timeout(TIMEOUT_MS)
-    opened.goto(stack.url)
-    yield opened
-    context.close()
+    yield from opened(browser, stack)
 
 
 def test_a_reframed_photo_finds_its_original_first(page: Page, corpus_dir: Path, tmp_path: Path) -> None:
@@ -71,9 +45,8 @@ def test_a_reframed_photo_finds_its_original_first(page: Page, corpus_dir: Path,
     expect(first.locator(".label")).to_have_text("photos")
     expect(page.locator("#results li")).to_have_count(6)
     expect(page.locator("#query-image")).to_have_attribute("alt", "Query image: my-china.jpg")
-    _wait_for_thumbnails(page)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "search.png"), full_page=True)
+    wait_for_thumbnails(page)
+    screenshot(page, "search.png")
 
 
 def test_a_result_searches_for_more_like_it_from_the_keyboard(
@@ -115,12 +88,4 @@ def test_files_that_are_not_images_get_a_clear_message(page: Page, tmp_path: Pat
     message = page.locator("#message")
     expect(message).to_contain_text("The API could not use this request")
     expect(message).to_contain_text("[invalid_image]")
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "error.png"), full_page=True)
-
-
-def _wait_for_thumbnails(page: Page) -> None:
-    """Every result image has loaded from the (moto) bucket through its presigned URL."""
-    page.wait_for_function(
-        "() => [...document.querySelectorAll('#results img')].every(i => i.complete && i.naturalWidth > 0)"
-    )
+    screenshot(page, "error.png")

@@ -350,3 +350,53 @@ def test_excluded_ids_never_come_back_and_k_is_still_filled(index: VectorIndex) 
     index.upsert(docs)
     hits = index.search(E0, k=3, exclude_ids=[docs[0].image_id, docs[1].image_id])
     assert ids(hits) == [d.image_id for d in docs[2:5]]
+
+
+# content identity: the embedding cache ----------------------------------------------------------------
+
+CONTENT_A, CONTENT_B, UNKNOWN = "a1" * 32, "b2" * 32, "c3" * 32
+
+
+def test_vectors_by_content_gives_one_stored_vector_per_known_content(index: VectorIndex) -> None:
+    a, b = unit_vectors(2, DIM, seed=21)
+    index.upsert(
+        [
+            document("photos/a.jpg", a, content_sha256=CONTENT_A),
+            document("copies/a.jpg", a, content_sha256=CONTENT_A),
+            document("photos/b.jpg", b, content_sha256=CONTENT_B),
+        ]
+    )
+    found = index.vectors_by_content([CONTENT_A, CONTENT_B, UNKNOWN, CONTENT_A], model_id=MODEL_ID)
+    assert set(found) == {CONTENT_A, CONTENT_B}
+    np.testing.assert_allclose(found[CONTENT_A], a, atol=1e-6)
+    np.testing.assert_allclose(found[CONTENT_B], b, atol=1e-6)
+    assert found[CONTENT_A].dtype == np.float32
+
+
+def test_vectors_by_content_is_keyed_by_model_too(index: VectorIndex) -> None:
+    index.upsert([document("photos/a.jpg", E0, content_sha256=CONTENT_A, model_id="older-model")])
+    assert index.vectors_by_content([CONTENT_A], model_id=MODEL_ID) == {}
+    assert set(index.vectors_by_content([CONTENT_A], model_id="older-model")) == {CONTENT_A}
+
+
+def test_vectors_by_content_of_nothing_or_of_removed_documents_is_empty(index: VectorIndex) -> None:
+    doc = document("photos/a.jpg", E0, content_sha256=CONTENT_A)
+    index.upsert([doc])
+    assert index.vectors_by_content([], model_id=MODEL_ID) == {}
+    index.delete([doc.image_id])
+    assert index.vectors_by_content([CONTENT_A], model_id=MODEL_ID) == {}
+
+
+def test_with_content_lists_the_documents_of_one_content_in_id_order(index: VectorIndex) -> None:
+    a, b = unit_vectors(2, DIM, seed=22)
+    copies = [document(f"copies/{n}.jpg", a, content_sha256=CONTENT_A) for n in range(5)]
+    index.upsert([*copies, document("photos/b.jpg", b, content_sha256=CONTENT_B)])
+
+    listed = index.with_content(CONTENT_A, limit=10)
+
+    assert [item.image_id for item in listed] == sorted(doc.image_id for doc in copies)
+    assert {item.metadata.content_sha256 for item in listed} == {CONTENT_A}
+    assert [item.image_id for item in index.with_content(CONTENT_A, limit=2)] == [
+        item.image_id for item in listed[:2]
+    ]
+    assert index.with_content(UNKNOWN, limit=10) == []

@@ -84,7 +84,7 @@ def test_validation_never_iterates_a_value_refused_for_its_size() -> None:
 @pytest.mark.parametrize(
     ("payload", "expected"),
     [
-        ({"id": "0" * 32, **{f"x{n}": 1 for n in range(400)}}, "body: has 401 members; at most 7"),
+        ({"id": "0" * 32, **{f"x{n}": 1 for n in range(400)}}, "body: has 401 members; at most 8"),
         ({"id": "0" * 32, "filter": {f"x{n}": 1 for n in range(400)}}, "filter: has 400 members; at most 2"),
         ({"id": "a" * 5_000_000}, "id: has 5000000 characters; at most 32"),
         ({"s3_key": "k" * 5000}, "s3_key: has 5000 characters; at most 1024"),
@@ -120,3 +120,62 @@ def test_the_vector_bound_is_the_widest_embedding_the_project_builds() -> None:
     """Whitening only narrows a model, so the widest architecture bounds every model we deploy."""
     widest = max(architecture.embedding_dim for architecture in ARCHITECTURES.values())
     assert SEARCH_REQUEST["properties"]["vector"]["maxItems"] == widest
+
+
+@pytest.mark.parametrize(
+    ("body", "query", "expected"),
+    [
+        (b'{"id": "' + b"0" * 32 + b'"}', {}, False),
+        (b'{"id": "' + b"0" * 32 + b'", "collapse_duplicates": true}', {}, True),
+        (b'{"id": "' + b"0" * 32 + b'"}', {"collapse_duplicates": "true"}, True),
+        (
+            b'{"id": "' + b"0" * 32 + b'", "collapse_duplicates": false}',
+            {"collapse_duplicates": "true"},
+            False,
+        ),
+    ],
+    ids=["default", "body", "query string", "the body wins"],
+)
+def test_collapse_duplicates_is_read_from_the_body_or_the_query_string(
+    body: bytes, query: dict[str, str], expected: bool
+) -> None:
+    _, options = read(body, **query)  # type: ignore[misc]
+    assert options.collapse_duplicates is expected
+
+
+@pytest.mark.parametrize(
+    ("body", "query", "expected"),
+    [
+        (
+            b'{"id": "' + b"0" * 32 + b'"}',
+            {"collapse_duplicates": "1"},
+            "collapse_duplicates is '1'; it must be true or false",
+        ),
+        (
+            b'{"id": "' + b"0" * 32 + b'", "collapse_duplicates": "true"}',
+            {},
+            "collapse_duplicates: 'true' is not of type 'boolean'",
+        ),
+    ],
+    ids=["query string", "body"],
+)
+def test_collapse_duplicates_is_a_boolean(body: bytes, query: dict[str, str], expected: str) -> None:
+    assert refusal(body, **query) == expected
+
+
+def duplicates_threshold(**query: object) -> float | None:
+    event = api_events.request("GET", f"/images/{'0' * 32}/duplicates", query=query or None)
+    return api_input.duplicates_threshold(APIGatewayProxyEvent(event))
+
+
+def test_the_duplicates_threshold_is_optional_and_between_0_and_1() -> None:
+    assert duplicates_threshold() is None
+    assert duplicates_threshold(threshold="0.9") == 0.9
+    for raw, message in (
+        ("1.01", "threshold: 1.01 is greater than the maximum of 1"),
+        ("-0.5", "threshold: -0.5 is less than the minimum of 0"),
+        ("nan", "threshold is 'nan'; it must be a number"),
+    ):
+        with pytest.raises(InvalidRequestError) as raised:
+            duplicates_threshold(threshold=raw)
+        assert str(raised.value) == message

@@ -39,7 +39,17 @@ def test_every_command_has_help_and_exits_0(argv: list[str], capsys: pytest.Capt
     assert "usage: imgsearch" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("argv", [[], ["bogus"], ["search"], ["search", "x.jpg", "-k", "many"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["bogus"],
+        ["search"],
+        ["search", "x.jpg", "-k", "many"],
+        ["duplicates", "--near", "1.5"],
+        ["duplicates", "--near", "close"],
+    ],
+)
 def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_:
         cli.main(argv)
@@ -62,7 +72,7 @@ def test_search_without_an_api_says_how_to_start_one(
 
 
 @pytest.mark.parametrize(
-    "argv", [["failures"], ["ingest", "some/folder"], ["backfill"], ["reindex", "status"]]
+    "argv", [["failures"], ["ingest", "some/folder"], ["backfill"], ["reindex", "status"], ["duplicates"]]
 )
 def test_local_commands_without_a_running_stack_fail_with_a_hint(
     argv: list[str], capsys: pytest.CaptureFixture[str]

@@ -31,6 +31,7 @@ from simsearch.index import connect_failure_log, connect_index
 from simsearch.index.port import Document, FailureLog, VectorIndex, WriteResult
 from simsearch.ingestion import (
     CHANGED_DURING_INGESTION,
+    EMBEDDING_REUSED,
     INDEX_WRITE_FAILED,
     QUERY_UPLOAD,
     Change,
@@ -187,7 +188,8 @@ def test_a_new_label_alone_reindexes_the_object(world: World) -> None:
     world.sync(KEY)
     world.put(KEY, photo(8), metadata={"label": "dogs"})  # same bytes, same ETag
 
-    assert world.kinds(KEY) == [("indexed", "")]
+    assert world.kinds(KEY) == [("indexed", EMBEDDING_REUSED)]  # its vector is the one indexed already
+    assert world.embedder.calls == [1]
 
     document = world.document(KEY)
     assert document is not None and document.metadata.label == "dogs"

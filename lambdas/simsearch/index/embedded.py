@@ -73,6 +73,8 @@ CREATE TABLE IF NOT EXISTS documents (
     UNIQUE (index_name, image_id)
 );
 CREATE INDEX IF NOT EXISTS documents_by_label ON documents (index_name, label);
+CREATE INDEX IF NOT EXISTS documents_by_content
+    ON documents (index_name, json_extract(metadata, '$.content_sha256'));
 CREATE TABLE IF NOT EXISTS models (
     index_name TEXT PRIMARY KEY REFERENCES indexes (name),
     model_id TEXT NOT NULL,
@@ -93,6 +95,11 @@ CREATE TABLE IF NOT EXISTS failures (
     PRIMARY KEY (key, etag)
 );
 """
+_CONTENT = "json_extract(metadata, '$.content_sha256')"
+"""The content id in SQL, spelt exactly as ``documents_by_content`` indexes it (SQLite then uses the index).
+An expression index, not a column: files written before content ids were recorded need no migration."""
+_MAX_PARAMETERS = 500  # values per ``IN (...)``, well under SQLite's limit on bound parameters
+
 # ``seq`` is the faiss id. AUTOINCREMENT never reuses one, so a removed vector still in an HNSW graph
 # can never be mistaken for a newer document. ``generation`` counts committed writes per index: a
 # process whose faiss structure was built at an older generation rebuilds it (another process wrote).
@@ -452,6 +459,34 @@ class EmbeddedIndex:
         if min_similarity is not None:
             hits = [hit for hit in hits if hit.similarity >= min_similarity]
         return hits
+
+    def vectors_by_content(self, content_ids: Collection[str], *, model_id: str) -> dict[str, Vector]:
+        wanted = sorted(set(content_ids))
+        found: dict[str, Vector] = {}
+        with self._store.reading() as conn:
+            target = self._target(conn)
+            for start in range(0, len(wanted), _MAX_PARAMETERS):
+                chunk = wanted[start : start + _MAX_PARAMETERS]
+                rows = conn.execute(
+                    f"SELECT {_CONTENT}, vector FROM documents WHERE index_name = ?"
+                    f" AND {_CONTENT} IN ({', '.join('?' * len(chunk))})"
+                    " AND json_extract(metadata, '$.model_id') = ?",
+                    (target, *chunk, model_id),
+                ).fetchall()
+                found |= {content: np.frombuffer(blob, dtype=np.float32).copy() for content, blob in rows}
+        return found
+
+    def with_content(self, content_id: str, *, limit: int) -> list[IndexedImage]:
+        with self._store.reading() as conn:
+            rows = conn.execute(
+                f"SELECT image_id, metadata FROM documents WHERE index_name = ? AND {_CONTENT} = ?"
+                " ORDER BY image_id LIMIT ?",
+                (self._target(conn), content_id, limit),
+            ).fetchall()
+        return [
+            IndexedImage(image_id=image_id, metadata=ImageMetadata.from_source(json.loads(metadata)))
+            for image_id, metadata in rows
+        ]
 
     def count(self) -> int:
         with self._store.reading() as conn:

@@ -35,12 +35,13 @@ from simsearch.errors import ConfigError
 from simsearch.settings import Engine, SpaceType
 
 VECTOR_FIELD = "vector"
+CONTENT_FIELD = "content_sha256"  # the content identity (``simsearch.ids.content_id``): duplicates share it
 KEYWORD_FIELDS = (
     "image_id",
     "bucket",
     "key",
     "label",
-    "content_sha256",
+    CONTENT_FIELD,
     "model_id",
     "etag",
     "content_type",

@@ -260,6 +260,49 @@ class OpenSearchIndex:
             response = self._client.search(index=self._name, body=body)
         return [self._hit(raw) for raw in response["hits"]["hits"]]
 
+    def vectors_by_content(self, content_ids: Collection[str], *, model_id: str) -> dict[str, Vector]:
+        """One ``terms`` query, collapsed on ``content_sha256``: one hit per known content, vector only."""
+        wanted = sorted(set(content_ids))
+        if not wanted:
+            return {}
+        body: dict[str, Any] = {
+            "size": len(wanted),
+            "query": {
+                "bool": {
+                    "filter": [
+                        {"terms": {mapping.CONTENT_FIELD: wanted}},
+                        {"term": {"model_id": model_id}},
+                    ]
+                }
+            },
+            "collapse": {"field": mapping.CONTENT_FIELD},
+            "_source": {"includes": [mapping.CONTENT_FIELD, mapping.VECTOR_FIELD]},
+            "track_total_hits": False,
+        }
+        with self._errors():
+            hits = self._client.search(index=self._name, body=body)["hits"]["hits"]
+        return {
+            str(hit["_source"][mapping.CONTENT_FIELD]): np.asarray(
+                hit["_source"][mapping.VECTOR_FIELD], dtype=np.float32
+            )
+            for hit in hits
+        }
+
+    def with_content(self, content_id: str, *, limit: int) -> list[IndexedImage]:
+        body: dict[str, Any] = {
+            "size": limit,
+            "query": {"bool": {"filter": [{"term": {mapping.CONTENT_FIELD: content_id}}]}},
+            "sort": [{"image_id": "asc"}],
+            "_source": {"excludes": [mapping.VECTOR_FIELD]},
+            "track_total_hits": False,
+        }
+        with self._errors():
+            hits = self._client.search(index=self._name, body=body)["hits"]["hits"]
+        return [
+            IndexedImage(image_id=str(hit["_id"]), metadata=ImageMetadata.from_source(hit["_source"]))
+            for hit in hits
+        ]
+
     def count(self) -> int:
         with self._errors():
             return int(self._client.count(index=self._name)["count"])

@@ -163,6 +163,20 @@ class VectorIndex(Protocol):
         """
         ...
 
+    def vectors_by_content(self, content_ids: Collection[str], *, model_id: str) -> dict[str, Vector]:
+        """A stored vector for each of ``content_ids`` that a document of ``model_id`` here was embedded
+        from, in one request; the ids no document has are left out.
+
+        The embedding cache: the same bytes through the same model give the same vector, so a copy,
+        rename or re-upload of indexed bytes needs no inference (``simsearch.ingestion.cache``).
+        """
+        ...
+
+    def with_content(self, content_id: str, *, limit: int) -> list[IndexedImage]:
+        """Up to ``limit`` documents whose bytes have ``content_id`` (exact duplicates of each other),
+        vectors left out, in order of ``image_id``."""
+        ...
+
     def count(self) -> int: ...
 
     def scan(self, *, page_size: int = SCAN_PAGE_SIZE) -> Iterator[IndexedImage]:

@@ -17,6 +17,7 @@ A batch goes through one module per step, each small enough to read on its own:
 - ``changes``: what ingestion is told (``Change``) and answers (``KeyOutcome``), one target per key;
 - ``decision``: what to do with one key, from its object, its document, the model and the limits (pure);
 - ``documents``: read and decode the objects to index in parallel, embed them in one inference call;
+- ``cache``: the embedding cache: vectors the index already holds for the same bytes are not computed again;
 - ``failures``: the failure policy: retry what is transient, record what is permanent;
 - ``writer``: one bulk upsert and one bulk delete, each write checked against the bucket afterwards;
 - ``service``: ``IngestionService.sync``, which runs a batch through those steps.
@@ -27,6 +28,7 @@ S3 notifications (and maps outcomes back to the messages to retry), a backfill f
 
 from simsearch.ingestion.changes import (
     CHANGED_DURING_INGESTION,
+    EMBEDDING_REUSED,
     INDEX_WRITE_FAILED,
     QUERY_UPLOAD,
     Change,
@@ -39,6 +41,7 @@ from simsearch.ingestion.service import DEFAULT_WORKERS, IngestionService
 __all__ = [
     "CHANGED_DURING_INGESTION",
     "DEFAULT_WORKERS",
+    "EMBEDDING_REUSED",
     "INDEX_WRITE_FAILED",
     "QUERY_UPLOAD",
     "Change",

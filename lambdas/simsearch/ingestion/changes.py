@@ -19,6 +19,9 @@ CHANGED_DURING_INGESTION = "changed_during_ingestion"
 INDEX_WRITE_FAILED = "index_write_failed"
 """Retry reason: the index did not accept this document, after the adapter's own retries."""
 
+EMBEDDING_REUSED = "embedding_reused"
+"""Indexed reason: the index already held a vector of these bytes from this model; no inference ran."""
+
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Change:
@@ -32,7 +35,8 @@ class Change:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class KeyOutcome:
-    """What ingestion did for one object: ``reason`` is an error code (failed, retry) or a skip reason."""
+    """What ingestion did for one object: ``reason`` is an error code (failed, retry), a skip reason,
+    or for ``indexed`` how the vector was had (``EMBEDDING_REUSED``; empty: the model embedded it)."""
 
     bucket: str
     key: str

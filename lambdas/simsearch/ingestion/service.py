@@ -8,9 +8,10 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from simsearch.errors import NotFoundError, SimsearchError
-from simsearch.ingestion.changes import QUERY_UPLOAD, Change, KeyOutcome, Target, targets_of
+from simsearch.ingestion.cache import EmbeddingCache
+from simsearch.ingestion.changes import EMBEDDING_REUSED, QUERY_UPLOAD, Change, KeyOutcome, Target, targets_of
 from simsearch.ingestion.decision import Gone, Index, Present, Refuse, Remove, Rules, Unchanged, decide
-from simsearch.ingestion.documents import Loaded, document_for, embed_each, load
+from simsearch.ingestion.documents import Loaded, document_for, load
 from simsearch.ingestion.failures import FailurePolicy
 from simsearch.ingestion.fan_out import ThreadFanOut
 from simsearch.ingestion.writer import VerifiedWriter, Write
@@ -59,6 +60,7 @@ class IngestionService:
             model_id=embedder.model_id, limits=limits, query_upload_prefix=query_upload_prefix
         )
         self._failures = FailurePolicy(failures)
+        self._cache = EmbeddingCache(index=index, embedder=embedder)
         self._fan_out = ThreadFanOut(workers)
         self._writer = VerifiedWriter(index=index, images=images, fan_out=self._fan_out)
 
@@ -120,10 +122,11 @@ class IngestionService:
         return [result for result in results if isinstance(result, Loaded)]
 
     def _embed(self, loaded: list[Loaded], plan: _Plan) -> None:
-        vectors = embed_each(self._embedder, [item.image.rgb for item in loaded])
-        for item, vector in zip(loaded, vectors, strict=True):
-            if isinstance(vector, SimsearchError):
-                plan.add(self._failures.give_up(item.found, vector))
+        embedded = self._cache.embed([(item.sha256, item.image.rgb) for item in loaded])
+        for item, result in zip(loaded, embedded, strict=True):
+            if isinstance(result.vector, SimsearchError):
+                plan.add(self._failures.give_up(item.found, result.vector))
             else:
-                document = document_for(item, vector, model_id=self._rules.model_id)
-                plan.add(Write.upsert(item.found.target, document, etag=item.found.obj.etag))
+                document = document_for(item, result.vector, model_id=self._rules.model_id)
+                reason = EMBEDDING_REUSED if result.reused else ""
+                plan.add(Write.upsert(item.found.target, document, etag=item.found.obj.etag, reason=reason))

@@ -36,11 +36,10 @@ class Write:
     done: KeyOutcome
 
     @classmethod
-    def upsert(cls, target: Target, document: Document, *, etag: str) -> Write:
+    def upsert(cls, target: Target, document: Document, *, etag: str, reason: str = "") -> Write:
         """Index ``document``; it stands if the object still has ``etag`` afterwards."""
-        return cls(
-            target=target, expect_etag=etag, document=document, done=target.outcome("indexed", etag=etag)
-        )
+        done = target.outcome("indexed", reason=reason, etag=etag)
+        return cls(target=target, expect_etag=etag, document=document, done=done)
 
     @classmethod
     def removal(cls, target: Target, *, etag: str | None = None, done: KeyOutcome | None = None) -> Write:

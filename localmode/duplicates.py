@@ -1,0 +1,215 @@
+"""``imgsearch duplicates [--near [THRESHOLD]] [--json]``: a whole index's duplicates, and what they cost.
+
+Exact duplicates (the same bytes under several keys) are found by content id in one scan; with
+``--near``, near duplicates too (the same picture in other bytes: one k-NN search per content, joined
+with union-find, ``simsearch.duplicates``), at ``THRESHOLD`` or the deployment's
+``near_duplicate_threshold``. The report counts them, lists the largest clusters, and says how many bytes
+deleting all but one file of each would reclaim (the largest file is the one kept).
+
+The index is the serving index of the running local stack, or of the deployment ``SIMSEARCH_*``
+variables name. Nothing is deleted. Exit status: 0 (duplicates or not), 1 if the index cannot be read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from contextlib import closing
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from localmode import discovery
+from localmode.errors import CommandFailed
+from simsearch import duplicates
+
+if TYPE_CHECKING:
+    from simsearch.duplicates import Cluster, Content
+    from simsearch.index.port import VectorIndex
+
+DEFAULT_TOP = 10
+_SETTING = object()  # --near without a value: the deployment's threshold (argparse types only strings)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Report:
+    """One index's duplicates: every content, and the clusters of more than one image."""
+
+    index: str
+    contents: tuple[Content, ...]
+    clusters: tuple[Cluster, ...]
+    threshold: float | None  # None: near duplicates were not looked for
+
+    @property
+    def images(self) -> int:
+        return sum(len(content.images) for content in self.contents)
+
+    @property
+    def copied(self) -> list[Content]:
+        """The contents stored more than once."""
+        return [content for content in self.contents if len(content.images) > 1]
+
+    @property
+    def exact_reclaimable(self) -> int:
+        return sum(content.wasted for content in self.contents)
+
+    @property
+    def near_clusters(self) -> list[Cluster]:
+        return [cluster for cluster in self.clusters if len(cluster.contents) > 1]
+
+    @property
+    def near_reclaimable(self) -> int:
+        return sum(cluster.reclaimable - cluster.exact_reclaimable for cluster in self.near_clusters)
+
+    def to_json(self) -> dict[str, Any]:
+        near = None
+        if self.threshold is not None:
+            near = {
+                "clusters": len(self.near_clusters),
+                "contents": sum(len(cluster.contents) for cluster in self.near_clusters),
+                "reclaimable_bytes": self.near_reclaimable,
+            }
+        return {
+            "index": self.index,
+            "images": self.images,
+            "contents": len(self.contents),
+            "threshold": self.threshold,
+            "exact": {
+                "contents": len(self.copied),
+                "images": sum(len(content.images) for content in self.copied),
+                "reclaimable_bytes": self.exact_reclaimable,
+            },
+            "near": near,
+            "reclaimable_bytes": self.exact_reclaimable + self.near_reclaimable,
+            "clusters": [_cluster_json(cluster) for cluster in self.clusters],
+        }
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--near",
+        nargs="?",
+        type=_threshold,
+        const=_SETTING,
+        metavar="THRESHOLD",
+        help="near duplicates too: other bytes at least THRESHOLD similar (default: the deployment's, 0.95)",
+    )
+    parser.add_argument(
+        "--top", type=int, default=DEFAULT_TOP, help="how many of the largest clusters to list"
+    )
+
+
+def _threshold(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a similarity between 0 and 1")
+    return value
+
+
+def run(args: argparse.Namespace) -> int:
+    from simsearch.index import connect_collection
+
+    settings = discovery.target_settings()
+    threshold = settings.near_duplicate_threshold if args.near is _SETTING else args.near
+    with closing(connect_collection(settings)) as collection:
+        serving = next(iter(collection.pointed("serving")), None)
+        if serving is None:
+            raise CommandFailed("no index serves yet: start the stack (`imgsearch serve`) or deploy first")
+        found = find(collection.index(serving), threshold=threshold, quiet=args.json)
+    print(json.dumps(found.to_json(), indent=2) if args.json else text(found, top=args.top))
+    return 0
+
+
+def find(index: VectorIndex, *, threshold: float | None, quiet: bool) -> Report:
+    """Scan ``index`` (a progress bar per step on stderr unless ``quiet``) and cluster its duplicates."""
+    from tqdm import tqdm
+
+    with tqdm(total=index.count(), unit="image", desc="scan", file=sys.stderr, disable=quiet) as bar:
+        found = duplicates.contents(_counted(index, bar))
+    groups: list[list[Content]] = [[content] for content in found]
+    if threshold is not None:
+        with tqdm(total=len(found), unit="content", desc="compare", file=sys.stderr, disable=quiet) as bar:
+            groups = duplicates.near_groups(
+                index, found, threshold=threshold, on_compared=lambda _: bar.update()
+            )
+    return Report(
+        index=index.name,
+        contents=tuple(found),
+        clusters=tuple(duplicates.clusters(groups)),
+        threshold=threshold,
+    )
+
+
+def text(report: Report, *, top: int) -> str:
+    """The report for a person: counts, bytes, and the ``top`` largest clusters file by file (the
+    largest file of a cluster is kept; each content's other copies follow it, marked "same bytes")."""
+    lines = [
+        f"{report.index}: {report.images:,} images, {len(report.contents):,} distinct contents",
+        f"exact duplicates: {len(report.copied):,} contents stored more than once "
+        f"({sum(len(c.images) for c in report.copied):,} images); "
+        f"{_size(report.exact_reclaimable)} reclaimable by keeping one copy of each",
+    ]
+    if report.threshold is None:
+        lines.append("near duplicates: not looked for (add --near [THRESHOLD])")
+    else:
+        near = report.near_clusters
+        lines.append(
+            f"near duplicates (similarity ≥ {report.threshold:g}): {len(near):,} clusters of "
+            f"{sum(len(c.contents) for c in near):,} contents; "
+            f"{_size(report.near_reclaimable)} more reclaimable by keeping the largest of each"
+        )
+    if not report.clusters:
+        return "\n".join([*lines, "no duplicates"])
+    lines.append(f"largest clusters ({min(top, len(report.clusters))} of {len(report.clusters):,}):")
+    for rank, cluster in enumerate(report.clusters[:top], start=1):
+        lines.append(
+            f"{rank:>4}. {cluster.images} images of {len(cluster.contents)} "
+            f"content{'s' if len(cluster.contents) > 1 else ''}, {_size(cluster.reclaimable)} reclaimable"
+        )
+        lines += _cluster_lines(cluster)
+    return "\n".join(lines)
+
+
+def _cluster_lines(cluster: Cluster) -> list[str]:
+    lines = []
+    for n, content in enumerate(cluster.contents):
+        for m, image in enumerate(content.images):
+            role = "↳ same bytes" if m else ("kept" if n == 0 else "near duplicate")
+            lines.append(f"        {_size(content.size):>9}  {role:<14}  {image.metadata.key}")
+    return lines
+
+
+def _cluster_json(cluster: Cluster) -> dict[str, Any]:
+    return {
+        "images": cluster.images,
+        "reclaimable_bytes": cluster.reclaimable,
+        "contents": [
+            {
+                "content_sha256": content.content_id,
+                "bytes": content.size,
+                "images": [{"id": image.image_id, "key": image.metadata.key} for image in content.images],
+            }
+            for content in cluster.contents
+        ],
+    }
+
+
+def _counted(index: VectorIndex, bar: Any) -> Any:
+    for image in index.scan():
+        bar.update()
+        yield image
+
+
+def _size(count: int) -> str:
+    """Bytes for a person: 812 B, 45.3 kB, 1.2 MB (powers of 1000, as file managers show them)."""
+    if count < 1000:
+        return f"{count} B"
+    value = float(count)
+    for unit in ("kB", "MB", "GB"):
+        value /= 1000
+        if value < 1000:
+            return f"{value:.1f} {unit}"
+    return f"{value / 1000:.1f} TB"
