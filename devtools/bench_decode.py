@@ -5,9 +5,10 @@ shorter side stays at least ``preprocess.draft_min_side`` (twice the model's res
 
 - ``cosine`` (the default): per image, the cosine between the embedding of the full decode and that
   of the drafted decode, min and mean per set, for each draft factor: the celebrity set as it is,
-  and large photos made from it and from scikit-learn's samples (upscaled to 12 MP, and 12 MP
-  mosaics of untouched photos, which keep real full-resolution detail). Ingestion drafts only at
-  a factor whose minimum here is ≥ 0.999.
+  and large photos made from it and from scikit-learn's samples (upscaled to 12 MP, and mosaics of
+  untouched photos, which keep real full-resolution detail: 12 MP ones, and 1365x1024 ones, whose
+  draft lands exactly on the least it may keep). Ingestion drafts only at a factor whose minimum
+  here is ≥ 0.999.
 - ``memory``: a batch of ten 12 MP JPEGs through the real ingestion service (zero-latency stand-ins
   for S3 and the index), each variant in a fresh process: peak resident memory with drafting and
   bounded decodes, and with neither (every image decoded in full, ten at once, as before).
@@ -117,7 +118,12 @@ def run_cosine(args: argparse.Namespace) -> int:
             mosaics(celebrity, args.large_images)
         ),
         "sklearn photos upscaled to 12 MP (2)": list(upscaled(benchkit.sample_photos())),
+        f"1365x1024 mosaics: a 1/2 draft lands on 512 ({args.large_images})": list(
+            mosaics(celebrity, args.large_images, size=(1365, 1024))
+        ),
     }
+    if args.sets:
+        sets = {name: images for name, images in sets.items() if any(word in name for word in args.sets)}
     print(
         f"model {embedder.model_id}: resize {embedder.manifest.resize}, input {embedder.manifest.input_size}"
     )
@@ -247,6 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--celebrity-images", type=int, default=0, help="0: every image")
     parser.add_argument("--large-images", type=int, default=40, help="12 MP images per generated set")
     parser.add_argument("--factors", type=int, nargs="+", default=[1, 2], help="min side = factor × resize")
+    parser.add_argument("--sets", nargs="*", default=[], help="only the sets whose name has one of these")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     if not benchkit.model_is_built(args.model_dir):

@@ -129,8 +129,9 @@ class Handler(Protocol):
 class Stage:
     """One backend's deployment: the ingest handler, its moto bucket and queue, and its cold start."""
 
-    def __init__(self, deployment: Deployment) -> None:
+    def __init__(self, deployment: Deployment, *, batch: int = BATCH) -> None:
         self._deployment = deployment
+        self._batch = batch
         self.cold_start_s = deployment.cold_start("ingest")  # model load, warm-up, index ensure
         deployment.queue.drain()  # the test event
 
@@ -140,8 +141,8 @@ class Stage:
             self._deployment.upload(f"{prefix}/{n:05d}.jpg", data, ContentType="image/jpeg")
         messages = self._deployment.queue.drain()
         return [
-            self._deployment.queue.event(messages[start : start + BATCH])
-            for start in range(0, len(messages), BATCH)
+            self._deployment.queue.event(messages[start : start + self._batch])
+            for start in range(0, len(messages), self._batch)
         ]
 
     def invoke(self, events: Sequence[dict[str, Any]]) -> None:
@@ -160,7 +161,8 @@ class RemoteStage:
     as the function's composition root would), and the handler's root returns it.
     """
 
-    def __init__(self, settings: Any, latencies: RemoteLatencies, *, dim: int) -> None:
+    def __init__(self, settings: Any, latencies: RemoteLatencies, *, dim: int, batch: int = BATCH) -> None:
+        self._batch = batch
         self.store = RemoteImageStore(latencies)
         self.index = RemoteIndex(dim=dim, latencies=latencies)
         started = time.perf_counter()
@@ -183,8 +185,8 @@ class RemoteStage:
             )
         arn = f"arn:aws:sqs:{REGION}:000000000000:uploads"
         return [
-            sqs_event(messages[start : start + BATCH], queue_arn=arn, region=REGION)
-            for start in range(0, len(messages), BATCH)
+            sqs_event(messages[start : start + self._batch], queue_arn=arn, region=REGION)
+            for start in range(0, len(messages), self._batch)
         ]
 
     def invoke(self, events: Sequence[dict[str, Any]]) -> None:
@@ -308,9 +310,11 @@ def stage_table(rows: Sequence[Row]) -> str:
 
 
 @contextlib.contextmanager
-def _remote_stage(settings: Any, latencies: RemoteLatencies, *, dim: int) -> Iterator[RemoteStage]:
+def _remote_stage(
+    settings: Any, latencies: RemoteLatencies, *, dim: int, batch: int
+) -> Iterator[RemoteStage]:
     with environment(QUIET_POWERTOOLS):
-        stage = RemoteStage(settings, latencies, dim=dim)
+        stage = RemoteStage(settings, latencies, dim=dim, batch=batch)
         try:
             yield stage
         finally:
@@ -327,6 +331,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=0, help="0: every core, as off Lambda")
     parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
     parser.add_argument("--remote", action="store_true", help="the remote-latency row alone")
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=BATCH,
+        help=f"messages per handler invocation ({BATCH}: the deployed event source; a backfill syncs 20-32 "
+        "keys at once); embed-only always embeds batches of 10",
+    )
     defaults = RemoteLatencies()
     for flag, default, what in (
         ("--s3-head-ms", defaults.s3_head, "S3 HEAD"),
@@ -358,7 +369,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = run_rows(backends, args, embedder, images, latencies=latencies, threads=threads)
 
     size = "x".join(map(str, PHOTO_SIZE))
-    print(f"model {embedder.model_id}, {threads} threads on {os.cpu_count()} cores, {size} JPEGs")
+    print(
+        f"model {embedder.model_id}, {threads} threads on {os.cpu_count()} cores, {size} JPEGs, "
+        f"{args.batch} messages per invocation"
+    )
     if "remote" in backends:
         print(f"remote: {latencies.describe()}")
     print(table(rows))
@@ -379,7 +393,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "cpu_count": os.cpu_count(),
         "machine": platform.processor() or platform.machine(),
         "photo_size": PHOTO_SIZE,
-        "batch": BATCH,
+        "batch": args.batch,
         "repeats": args.repeats,
         "remote_latencies": latencies.describe(),
         "versions": {"onnxruntime": onnxruntime.__version__, "numpy": np.__version__},
@@ -414,11 +428,12 @@ def run_rows(
             )
             benchkit.reset_peak_rss()
             if backend == "remote":
-                with _remote_stage(settings, latencies, dim=embedder.dim) as remote:
+                with _remote_stage(settings, latencies, dim=embedder.dim, batch=args.batch) as remote:
                     row = measure(backend, remote, embedder, images, repeats=args.repeats)
             else:
                 with deployed(settings, quiet=True) as deployment:
-                    row = measure(backend, Stage(deployment), embedder, images, repeats=args.repeats)
+                    stage = Stage(deployment, batch=args.batch)
+                    row = measure(backend, stage, embedder, images, repeats=args.repeats)
             rows.append(replace(row, peak_rss_mb=benchkit.peak_rss_mb()))
             if url:  # an OPENSEARCH_URL node outlives the run: leave it as we found it
                 OpenSearch(hosts=[url]).indices.delete(index=f"{settings.index_prefix}-*")
