@@ -43,6 +43,7 @@ class StageReport:
     busy_ms: dict[str, float]
     wall_share: dict[str, float]
     other_share: float  # of the handler's wall time, in which no stage ran
+    exposed_io_ms: float  # per handler run: waiting on S3 or the index while no CPU stage ran
 
 
 class StageClock:
@@ -77,7 +78,10 @@ class StageClock:
         busy = {stage: 1000 * sum(e - s for s, e in self._spans[stage]) / images for stage in STAGES}
         share = {stage: _length(_merged(self._spans[stage])) / wall for stage in STAGES}
         covered = _length(_merged([span for stage in STAGES for span in self._spans[stage]])) / wall
-        return StageReport(images, wall, busy, share, 1.0 - covered)
+        io = _merged([span for stage in ("fetch", "write", "verify") for span in self._spans[stage]])
+        cpu = _merged([span for stage in ("decode", "preprocess", "infer") for span in self._spans[stage]])
+        exposed = (_length(io) - _overlap(io, cpu)) / max(1, len(self._spans["handler"]))
+        return StageReport(images, wall, busy, share, 1.0 - covered, 1000 * exposed)
 
     @contextmanager
     def instrument(
@@ -177,6 +181,19 @@ def _merged(spans: Sequence[Span]) -> list[Span]:
         else:
             merged.append((start, end))
     return merged
+
+
+def _overlap(first: Sequence[Span], second: Sequence[Span]) -> float:
+    """How long two unions of disjoint, ordered spans overlap."""
+    total, i, j = 0.0, 0, 0
+    while i < len(first) and j < len(second):
+        start, end = max(first[i][0], second[j][0]), min(first[i][1], second[j][1])
+        total += max(0.0, end - start)
+        if first[i][1] < second[j][1]:
+            i += 1
+        else:
+            j += 1
+    return total
 
 
 def _length(spans: Sequence[Span]) -> float:
