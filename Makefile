@@ -11,7 +11,7 @@ export ORT_DISABLE_TELEMETRY := 1
 export PYTHONDONTWRITEBYTECODE := 1
 export PYTHONPATH := lambdas:.
 
-.PHONY: demo browser test-e2e bench-local test test-unit test-integration test-infra lint deps opensearch opensearch-run model model-resnet50 bench-model bench-index bench-ingest bench-cache bench-query eval synth preflight bundle clean
+.PHONY: demo browser test-e2e bench-local test test-unit test-integration test-infra lint deps opensearch opensearch-run model model-resnet50 bench-model bench-index bench-ingest bench-decode bench-cache bench-query eval synth preflight bundle clean
 
 ## Set-up steps (each idempotent; re-run only when their inputs change)
 $(VENV)/.installed: requirements.txt lambdas/requirements.txt pyproject.toml
@@ -75,8 +75,12 @@ bench-model: deps model
 	$(PY) -m model.bench --out build/bench/model.json
 	$(PY) -m devtools.bench_embedding
 
-bench-ingest: deps opensearch model  ## images/s through the ingest handler vs embedding alone, same run
-	$(PY) -m devtools.bench_ingest
+bench-ingest: deps opensearch model  ## images/s through the ingest handler vs embedding alone, same run (REMOTE=1: the remote-latency row alone)
+	$(PY) -m devtools.bench_ingest $(if $(REMOTE),--remote)
+
+bench-decode: deps model  ## JPEG draft decoding: cosine to full decodes (celebrity set, 12 MP photos), a 12 MP batch's peak RSS
+	$(PY) -m devtools.bench_decode
+	$(PY) -m devtools.bench_decode memory
 
 bench-cache: deps opensearch model  ## inference calls and time of a second upload of the same 100 images (IMAGES=folder)
 	$(PY) -m devtools.bench_cache $(if $(IMAGES),--images $(IMAGES))

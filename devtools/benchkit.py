@@ -6,6 +6,7 @@ node and write their JSON the same way; doing that in one place keeps their numb
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -101,3 +102,9 @@ def write_report(path: Path, report: Mapping[str, object]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {path}")
+
+
+def reset_peak_rss() -> None:
+    """Start ``peak_rss_mb`` afresh from the current resident size (Linux ``clear_refs``), if allowed."""
+    with contextlib.suppress(OSError):  # not Linux, or not permitted: the peak covers the whole process
+        Path("/proc/self/clear_refs").write_text("5", encoding="ascii")

@@ -85,6 +85,13 @@ class MemoryImageStore:
         self._act("read")
         return found.data
 
+    def fetch(self, bucket: str, key: str, *, max_bytes: int) -> tuple[StoredObject, bytes | None]:
+        """A HEAD and a read in one: the same moments (``then``) and failures, ``heads`` records it too."""
+        obj = self.head(bucket, key)
+        if obj.size > max_bytes:
+            return obj, None
+        return obj, self.read(obj)
+
     def list(self, bucket: str, prefix: str) -> Iterator[StoredObject]:
         for (each_bucket, key), found in sorted(self.objects.items()):
             if each_bucket == bucket and key.startswith(prefix):

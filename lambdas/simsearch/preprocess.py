@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image, ImageOps
+from PIL import ExifTags, Image, ImageOps
 
 from simsearch.errors import ConfigError, ImageTooLargeError, InvalidImageError, UnsupportedImageError
 from simsearch.formats import PILLOW_FORMATS
@@ -69,6 +69,15 @@ _HIGH_DEPTH_FULL_SCALE: dict[str, float] = {
 Pillow's own ``convert("L")`` clips a 16-bit value of 65535 to 255 and 300 to 255 alike, which turns
 most 16-bit photos white; a linear rescale keeps the picture.
 """
+
+DRAFT_FACTOR = 2
+"""A draft decode keeps at least twice the model's resize on the shorter side (``draft_min_side``)."""
+
+_DRAFTABLE = frozenset({"JPEG", "MPO"})
+"""Formats whose decoder can scale while decoding (an MPO is a JPEG with more pictures after it)."""
+
+_TRANSPOSING_ORIENTATIONS = frozenset({5, 6, 7, 8})
+"""EXIF orientations that turn the stored image by 90°: the displayed width is the stored height."""
 
 _MAX_EXACT_ASPECT = 16
 """Beyond this aspect ratio only the cropped window is resized (see ``_resize_and_center_crop``)."""
@@ -115,10 +124,17 @@ class DecodedImage:
     format: str
 
 
-def decode_image(data: bytes, *, limits: ImageLimits) -> DecodedImage:
+def decode_image(data: bytes, *, limits: ImageLimits, min_side: int | None = None) -> DecodedImage:
     """Decode untrusted bytes into an upright RGB image; animations give their first frame.
 
     Any size works down to 1x1: the resize upsamples small images, as torchvision would.
+
+    ``min_side`` lets a JPEG decode at a reduced size (libjpeg's DCT scaling by 1/2, 1/4 or 1/8,
+    Pillow's ``draft``): the largest reduction whose shorter side is still at least ``min_side``,
+    none when the image is smaller than twice that. A 12 MP photo then never exists at full
+    resolution, which saves memory and time; its pixels differ slightly from a full decode (so
+    ingestion asks for it only where embeddings stay within the measured tolerance, see
+    ``draft_min_side``). ``width`` and ``height`` stay the full image's.
 
     Raises:
         ImageTooLargeError: more than ``limits.max_bytes`` bytes, or a header declaring more than
@@ -129,8 +145,24 @@ def decode_image(data: bytes, *, limits: ImageLimits) -> DecodedImage:
     _check_byte_size(data, limits)
     image = _open(data, limits)  # not closed: the returned image may be this very object, and it owns no file
     _check_pixel_count(image, limits)
+    full_size = image.size  # before a draft makes it smaller
+    drafted = min_side is not None and _draft(image, min_side)
+    upright_size = _upright(image, full_size) if drafted else None  # before exif_transpose drops the tag
     rgb = _decode_upright_rgb(image, data)
-    return DecodedImage(rgb=rgb, width=rgb.width, height=rgb.height, format=str(image.format))
+    width, height = upright_size or rgb.size
+    return DecodedImage(rgb=rgb, width=width, height=height, format=str(image.format))
+
+
+def draft_min_side(manifest: ModelManifest, *, factor: int = DRAFT_FACTOR) -> int:
+    """The shorter side a draft decode must keep for ``manifest``'s model: ``factor`` × its resize.
+
+    ``to_tensor`` resizes the shorter side to ``manifest.resize``; decoding at no less than
+    ``factor`` times that leaves the final antialiased resize real work to do, so the drafted and
+    the full decode end up in nearly the same tensor (``devtools.bench_decode`` measures how nearly).
+    """
+    if factor < 1:
+        raise ConfigError(f"draft factor {factor}: a draft must keep at least the model's resize")
+    return factor * manifest.resize
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -207,6 +239,33 @@ def _check_pixel_count(image: Image.Image, limits: ImageLimits) -> None:
             f"the image is {width}x{height} = {width * height} pixels; "
             f"the limit is {limits.max_pixels} pixels"
         )
+
+
+def _draft(image: Image.Image, min_side: int) -> bool:
+    """Ask the JPEG decoder for the smallest scale whose shorter side is still ≥ ``min_side``.
+
+    Pillow's ``draft`` picks the largest of 1/2, 1/4, 1/8 that keeps *both* sides at least as large
+    as requested, so asking for a square of ``min_side`` keeps the shorter side, whichever it is, at
+    ``min_side`` or more. Returns whether the image will decode smaller than it is.
+    """
+    if image.format not in _DRAFTABLE or min_side < 1:
+        return False
+    full = image.size
+    try:
+        image.draft(None, (min_side, min_side))
+    except _DECODE_ERRORS:  # let the full decode report what is wrong with the data
+        return False
+    return image.size != full
+
+
+def _upright(image: Image.Image, size: tuple[int, int]) -> tuple[int, int]:
+    """``size`` as displayed, after the image's EXIF orientation (read from the header)."""
+    width, height = size
+    try:
+        orientation = image.getexif().get(ExifTags.Base.Orientation)
+    except _DECODE_ERRORS:  # exif_transpose will ignore what it cannot read, and so do we
+        orientation = None
+    return (height, width) if orientation in _TRANSPOSING_ORIENTATIONS else (width, height)
 
 
 def _decode_upright_rgb(image: Image.Image, data: bytes) -> Image.Image:

@@ -40,6 +40,14 @@ class ImageStore(Protocol):
         """The bytes of exactly the version ``head`` saw (``If-Match`` on its ETag)."""
         ...
 
+    def fetch(self, bucket: str, key: str, *, max_bytes: int) -> tuple[StoredObject, bytes | None]:
+        """What ``head`` and ``read`` give, in one round trip (a GET): the headers and the bytes of one
+        version, the bytes left unread (None) when there are more than ``max_bytes`` of them.
+
+        ``NotFoundError`` when the object does not exist (any more).
+        """
+        ...
+
     def list(self, bucket: str, prefix: str) -> Iterator[StoredObject]:
         """Every object under ``prefix``, for backfills."""
         ...
@@ -71,6 +79,19 @@ class S3ImageStore:
         if len(body) > obj.size:  # the object grew between head and get: never trust a stale size
             raise ImageTooLargeError(f"s3://{obj.bucket}/{obj.key} changed size while being read")
         return body
+
+    def fetch(self, bucket: str, key: str, *, max_bytes: int) -> tuple[StoredObject, bytes | None]:
+        with _translated(bucket, key):
+            response = self._s3.get_object(Bucket=bucket, Key=key)
+            stream = response["Body"]
+            try:
+                obj = _stored(bucket, key, response, size=response["ContentLength"])
+                body: bytes | None = stream.read(obj.size + 1) if obj.size <= max_bytes else None
+            finally:
+                stream.close()  # an unread body is dropped with its connection
+        if body is not None and len(body) > obj.size:  # a lying Content-Length: never trust a stale size
+            raise ImageTooLargeError(f"s3://{bucket}/{key} changed size while being read")
+        return obj, body
 
     def list(self, bucket: str, prefix: str) -> Iterator[StoredObject]:
         pages = self._s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)

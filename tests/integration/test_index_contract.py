@@ -169,6 +169,24 @@ def test_get_returns_the_stored_vector_and_every_metadata_field(index: VectorInd
     np.testing.assert_allclose(stored.vector, doc.vector, atol=1e-6)
 
 
+def test_lookup_answers_for_the_ids_it_holds_in_one_read_without_vectors(index: VectorIndex) -> None:
+    docs = [document(f"photos/{i}.jpg", v, label=f"l{i}") for i, v in enumerate(unit_vectors(3, DIM, seed=5))]
+    index.upsert(docs)
+    unknown = "0" * 32
+
+    found = index.lookup([docs[2].image_id, unknown, docs[0].image_id, docs[0].image_id])
+
+    assert set(found) == {docs[0].image_id, docs[2].image_id}
+    assert found[docs[0].image_id].metadata == docs[0].metadata
+    assert found[docs[2].image_id].image_id == docs[2].image_id
+    assert index.lookup([]) == {}
+
+
+def test_lookup_before_ensure_raises_not_found(unensured: VectorIndex) -> None:
+    with pytest.raises(NotFoundError):
+        unensured.lookup(["0" * 32])
+
+
 def test_a_vector_that_is_not_unit_length_is_stored_normalised(index: VectorIndex) -> None:
     doc = document("photos/a.jpg", E0)
     index.upsert([replace(doc, vector=E0 * 3)])

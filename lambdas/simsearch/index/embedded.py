@@ -106,6 +106,7 @@ _MAX_PARAMETERS = 500  # values per ``IN (...)``, well under SQLite's limit on b
 
 DEFAULT_HNSW_THRESHOLD = 50_000
 _REBUILD_STALE_FRACTION = 0.25
+_LOOKUP_PAGE = 500  # ids per statement of a lookup: well under SQLite's cap on a statement's parameters
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -439,6 +440,24 @@ class EmbeddedIndex:
         return Document(
             image_id=image_id, vector=vector, metadata=ImageMetadata.from_source(json.loads(row[0]))
         )
+
+    def lookup(self, image_ids: Sequence[str]) -> dict[str, IndexedImage]:
+        ids = list(dict.fromkeys(image_ids))
+        found: dict[str, IndexedImage] = {}
+        with self._store.reading() as conn:
+            target = self._target(conn)
+            for start in range(0, len(ids), _LOOKUP_PAGE):  # SQLite caps a statement's parameters
+                page = ids[start : start + _LOOKUP_PAGE]
+                rows = conn.execute(
+                    "SELECT image_id, metadata FROM documents WHERE index_name = ? AND image_id IN"
+                    f" ({', '.join('?' * len(page))})",
+                    (target, *page),
+                ).fetchall()
+                for image_id, metadata in rows:
+                    found[image_id] = IndexedImage(
+                        image_id=image_id, metadata=ImageMetadata.from_source(json.loads(metadata))
+                    )
+        return found
 
     def search(
         self,

@@ -226,6 +226,25 @@ class OpenSearchIndex:
         vector = np.asarray(source[mapping.VECTOR_FIELD], dtype=np.float32)
         return Document(image_id=image_id, vector=vector, metadata=ImageMetadata.from_source(source))
 
+    def lookup(self, image_ids: Sequence[str]) -> dict[str, IndexedImage]:
+        ids = list(dict.fromkeys(image_ids))
+        if not ids:
+            return {}
+        with self._errors():
+            response = self._client.mget(
+                index=self._name, body={"ids": ids}, params={"_source_excludes": mapping.VECTOR_FIELD}
+            )
+        found: dict[str, IndexedImage] = {}
+        for doc in response["docs"]:
+            if "error" in doc:
+                raise _lookup_error(self._name, doc)
+            if doc.get("found"):
+                image_id = str(doc["_id"])
+                found[image_id] = IndexedImage(
+                    image_id=image_id, metadata=ImageMetadata.from_source(doc["_source"])
+                )
+        return found
+
     def search(
         self,
         vector: Vector,
@@ -419,6 +438,15 @@ def _restriction(filters: Filters | None, exclude_ids: Collection[str]) -> dict[
     if not required and not excluded:
         return None
     return {"bool": {"filter": required, "must_not": excluded}}
+
+
+def _lookup_error(index: str, doc: Mapping[str, Any]) -> SimsearchError:
+    """A multi-get's per-document error: a missing index, or a shard that did not answer."""
+    error = doc["error"]
+    kind = error.get("type") if isinstance(error, Mapping) else None
+    if kind == "index_not_found_exception":
+        return NotFoundError(f"index {index!r} does not exist; call ensure() first")
+    return IndexUnavailableError(f"index {index!r} could not read {doc.get('_id')!r}: {error}")
 
 
 def _is_retryable(status: object) -> bool:

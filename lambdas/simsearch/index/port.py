@@ -147,6 +147,11 @@ class VectorIndex(Protocol):
         """The stored document, vector included; ``NotFoundError`` if there is none."""
         ...
 
+    def lookup(self, image_ids: Sequence[str]) -> dict[str, IndexedImage]:
+        """What the index holds for these ids, vectors left out, in one read (a multi-get); an id
+        without a document is absent from the answer. ``NotFoundError`` if the index does not exist."""
+        ...
+
     def search(
         self,
         vector: Vector,

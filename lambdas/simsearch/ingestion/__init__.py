@@ -16,10 +16,13 @@ A batch goes through one module per step, each small enough to read on its own:
 
 - ``changes``: what ingestion is told (``Change``) and answers (``KeyOutcome``), one target per key;
 - ``decision``: what to do with one key, from its object, its document, the model and the limits (pure);
-- ``documents``: read and decode the objects to index in parallel, embed them in one inference call;
+- ``reading``: one index lookup for the batch, then per key a GET (nothing indexed) or a HEAD, the
+  decision, and the read and (drafted, bounded) decode of what is to be indexed, keys in parallel;
+- ``documents``: an object read and decoded, embedded with the others in one inference call;
 - ``cache``: the embedding cache: vectors the index already holds for the same bytes are not computed again;
 - ``failures``: the failure policy: retry what is transient, record what is permanent;
 - ``writer``: one bulk upsert and one bulk delete, each write checked against the bucket afterwards;
+- ``pipeline``: a batch of more than ten keys in chunks, each read and written while its neighbour infers;
 - ``service``: ``IngestionService.sync``, which runs a batch through those steps.
 
 Where changes come from is not ingestion's concern: the ingest handler reads them from SQS messages of

@@ -18,7 +18,7 @@ without a cache. Any other error is a fault to surface, and is raised.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -49,11 +49,20 @@ class EmbeddingCache:
         self._index = index
         self._embedder = embedder
 
-    def embed(self, items: Sequence[tuple[str, Image.Image]]) -> list[Embedded]:
-        """One result per ``(content id, image)``, in order: from the index, or from one inference call."""
+    def lookup(self, contents: Collection[str]) -> dict[str, Vector]:
+        """The vectors the index holds for ``contents``, in one request: the pipeline asks while the
+        previous chunk is embedded, so the look-up costs the model no time."""
+        if not contents:
+            return {}
+        return self._known(set(contents))
+
+    def embed(
+        self, items: Sequence[tuple[str, Image.Image]], *, known: Mapping[str, Vector]
+    ) -> list[Embedded]:
+        """One result per ``(content id, image)``, in order: from ``known`` (``lookup``'s answer), or
+        from one inference call."""
         if not items:
             return []
-        known = self._known({content for content, _ in items})
         fresh: dict[str, Image.Image] = {}
         for content, image in items:
             if content not in known:

@@ -14,7 +14,7 @@ from simsearch.errors import ImageTooLargeError, SimsearchError
 from simsearch.labels import label_for
 
 if TYPE_CHECKING:
-    from simsearch.index.port import Document
+    from simsearch.index.port import Document, IndexedImage
     from simsearch.ingestion.changes import Target
     from simsearch.preprocess import ImageLimits
     from simsearch.storage import StoredObject
@@ -42,11 +42,12 @@ class Gone:
 
 @dataclass(frozen=True, slots=True)
 class Present:
-    """An object that exists, and the document the index holds for its key (None if none)."""
+    """An object that exists, and the document the index holds for its key (None if none; a lookup
+    leaves the vector out, since deciding needs the metadata alone)."""
 
     target: Target
     obj: StoredObject
-    indexed: Document | None
+    indexed: Document | IndexedImage | None
 
 
 @dataclass(frozen=True, slots=True)

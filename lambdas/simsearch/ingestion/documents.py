@@ -8,6 +8,7 @@ one, to find the one it cannot embed, so a bad image fails alone.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -26,6 +27,9 @@ if TYPE_CHECKING:
     from simsearch.storage import ImageStore, StoredObject
 
 
+_NO_GATE: AbstractContextManager[object] = nullcontext()  # reusable: it holds no state
+
+
 @dataclass(frozen=True, slots=True)
 class Loaded:
     """An object read and decoded: its image, and the SHA-256 of the bytes it came from."""
@@ -35,11 +39,23 @@ class Loaded:
     sha256: str
 
 
-def load(images: ImageStore, found: Present, *, limits: ImageLimits) -> Loaded | SimsearchError:
-    """Read exactly the version HEAD saw, and decode it; the error instead when either fails."""
+def load(
+    images: ImageStore,
+    found: Present,
+    *,
+    limits: ImageLimits,
+    data: bytes | None = None,
+    min_side: int | None = None,
+    gate: AbstractContextManager[object] = _NO_GATE,
+) -> Loaded | SimsearchError:
+    """Read exactly the version HEAD saw (unless the look brought its bytes, ``data``), and decode it
+    inside ``gate`` (which bounds concurrent decodes), drafted to ``min_side`` if given (see
+    ``decode_image``); the error instead when either fails."""
     try:
-        data = images.read(found.obj)
-        image = decode_image(data, limits=limits)
+        if data is None:
+            data = images.read(found.obj)
+        with gate:
+            image = decode_image(data, limits=limits, min_side=min_side)
     except SimsearchError as error:
         return error
     return Loaded(found=found, image=image, sha256=content_id(data))

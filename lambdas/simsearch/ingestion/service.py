@@ -2,37 +2,44 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from typing import TYPE_CHECKING
 
-from simsearch.errors import NotFoundError, SimsearchError
+from simsearch.errors import SimsearchError
 from simsearch.ingestion.cache import EmbeddingCache
 from simsearch.ingestion.changes import EMBEDDING_REUSED, QUERY_UPLOAD, Change, KeyOutcome, Target, targets_of
-from simsearch.ingestion.decision import Gone, Index, Present, Refuse, Remove, Rules, Unchanged, decide
-from simsearch.ingestion.documents import Loaded, document_for, load
+from simsearch.ingestion.decision import Index, Present, Refuse, Remove, Rules, Unchanged
+from simsearch.ingestion.documents import Loaded, document_for
 from simsearch.ingestion.failures import FailurePolicy
 from simsearch.ingestion.fan_out import ThreadFanOut
+from simsearch.ingestion.pipeline import Pipeline, chunked
+from simsearch.ingestion.reading import Read, Reader
 from simsearch.ingestion.writer import VerifiedWriter, Write
+from simsearch.manifest import ModelManifest
+from simsearch.preprocess import draft_min_side
 
 if TYPE_CHECKING:
     from simsearch.embedder import Embedder
-    from simsearch.index.port import FailureLog, VectorIndex
+    from simsearch.index.port import FailureLog, Vector, VectorIndex
     from simsearch.preprocess import ImageLimits
     from simsearch.storage import ImageStore
 
 DEFAULT_WORKERS = 10  # one per message of a full SQS batch: HEAD, GET and decode overlap
 
+DECODE_SLOTS = max(1, min(os.cpu_count() or 1, 4))
+"""Images decoded at once: decoding is CPU work, so more than the cores only holds more pixels."""
+
 
 @dataclass
 class _Plan:
-    """One batch so far: keys to look at, outcomes decided, writes to make, objects to load and embed."""
+    """One chunk so far: outcomes decided, writes to make, objects loaded and waiting to be embedded."""
 
-    to_look: list[Target] = field(default_factory=list)
     outcomes: list[KeyOutcome] = field(default_factory=list)
     writes: list[Write] = field(default_factory=list)
-    to_index: list[Present] = field(default_factory=list)
+    loaded: list[Loaded] = field(default_factory=list)
+    known: dict[str, Vector] = field(default_factory=dict)  # the embedding cache's vectors for ``loaded``
 
     def add(self, step: KeyOutcome | Write) -> None:
         if isinstance(step, KeyOutcome):
@@ -62,67 +69,74 @@ class IngestionService:
         self._failures = FailurePolicy(failures)
         self._cache = EmbeddingCache(index=index, embedder=embedder)
         self._fan_out = ThreadFanOut(workers)
+        self._reader = Reader(
+            images=images,
+            index=index,
+            rules=self._rules,
+            failures=self._failures,
+            fan_out=self._fan_out,
+            min_side=_draft_side(embedder),
+            decode_slots=DECODE_SLOTS,
+        )
         self._writer = VerifiedWriter(index=index, images=images, fan_out=self._fan_out)
+        self._pipeline = Pipeline()
 
     def sync(self, changes: Sequence[Change]) -> list[KeyOutcome]:
         """Bring the index in line with the current state of every key in ``changes``; one outcome per key.
 
         Look at each key as it is now, decide what it needs, load and embed the objects to index as one
-        batch, then write it all and keep only the writes the bucket still agrees with.
+        batch, then write it all and keep only the writes the bucket still agrees with. A batch of more
+        than ``pipeline.CHUNK`` keys goes in chunks whose reads and writes overlap the inference of
+        their neighbours (``simsearch.ingestion.pipeline``).
         """
-        plan = _Plan()
+        skipped: list[KeyOutcome] = []
+        to_look: list[Target] = []
         for target in targets_of(changes):
             if self._rules.ignores(target.key):
-                plan.add(target.outcome("skipped", reason=QUERY_UPLOAD))
+                skipped.append(target.outcome("skipped", reason=QUERY_UPLOAD))
             else:
-                plan.to_look.append(target)
-        for found in self._fan_out(self._look, plan.to_look):  # HEAD, and the index's document
-            self._decide(found, plan)
-        self._embed(self._load(plan), plan)  # GET and decode in parallel, then one inference call
-        return plan.outcomes + self._writer.write(plan.writes)  # bulk writes, each checked afterwards
+                to_look.append(target)
+        return skipped + self._pipeline.run(
+            chunked(to_look), read=self._read, embed=self._embed, write=self._write
+        )
 
     def close(self) -> None:
         """Release the threads and every part: the model's pool, the index connections, the S3 client."""
+        self._pipeline.close()
         for part in (self._fan_out, self._embedder, self._index, self._log, self._images):
             part.close()
 
-    def _look(self, target: Target) -> Gone | Present | KeyOutcome:
-        try:
-            obj = self._images.head(target.bucket, target.key)
-        except NotFoundError:
-            return Gone(target)
-        except SimsearchError as error:
-            return self._failures.outcome(target, error, etag=None)
-        try:
-            return Present(target, obj, self._index.get(target.image_id))
-        except NotFoundError:
-            return Present(target, obj, None)
-        except SimsearchError as error:
-            return self._failures.outcome(target, error, etag=obj.etag)
+    def _read(self, chunk: Sequence[Target]) -> _Plan:
+        """Look (HEAD or GET, and one index lookup), decide, and load (GET, decode) every key of ``chunk``."""
+        plan = _Plan()
+        reads = self._reader.read(chunk)
+        for read in reads:
+            self._decide(read, plan)
+        for read in reads:  # after every look's outcome, as when looks and loads were two passes
+            if isinstance(read.loaded, SimsearchError) and isinstance(read.found, Present):
+                plan.add(self._failures.give_up(read.found, read.loaded))
+            elif isinstance(read.loaded, Loaded):
+                plan.loaded.append(read.loaded)
+        plan.known = self._cache.lookup({item.sha256 for item in plan.loaded})
+        return plan
 
-    def _decide(self, found: Gone | Present | KeyOutcome, plan: _Plan) -> None:
-        if isinstance(found, KeyOutcome):  # the look itself failed
-            plan.add(found)
-            return
-        match decide(found, self._rules):
+    def _decide(self, read: Read, plan: _Plan) -> None:
+        match read.decision:
+            case None:  # the look itself failed
+                if isinstance(read.found, KeyOutcome):
+                    plan.add(read.found)
             case Remove(target=target):
                 plan.add(Write.removal(target))
             case Unchanged(found=present):
                 plan.add(present.target.outcome("unchanged", etag=present.obj.etag))
             case Refuse(found=present, error=error):
                 plan.add(self._failures.give_up(present, error))
-            case Index(found=present):
-                plan.to_index.append(present)
+            case Index():
+                pass  # loaded already; see ``_read``
 
-    def _load(self, plan: _Plan) -> list[Loaded]:
-        results = self._fan_out(partial(load, self._images, limits=self._rules.limits), plan.to_index)
-        for found, result in zip(plan.to_index, results, strict=True):
-            if isinstance(result, SimsearchError):
-                plan.add(self._failures.give_up(found, result))
-        return [result for result in results if isinstance(result, Loaded)]
-
-    def _embed(self, loaded: list[Loaded], plan: _Plan) -> None:
-        embedded = self._cache.embed([(item.sha256, item.image.rgb) for item in loaded])
+    def _embed(self, plan: _Plan) -> None:
+        loaded, plan.loaded = plan.loaded, []  # the images are not needed past this call
+        embedded = self._cache.embed([(item.sha256, item.image.rgb) for item in loaded], known=plan.known)
         for item, result in zip(loaded, embedded, strict=True):
             if isinstance(result.vector, SimsearchError):
                 plan.add(self._failures.give_up(item.found, result.vector))
@@ -130,3 +144,13 @@ class IngestionService:
                 document = document_for(item, result.vector, model_id=self._rules.model_id)
                 reason = EMBEDDING_REUSED if result.reused else ""
                 plan.add(Write.upsert(item.found.target, document, etag=item.found.obj.etag, reason=reason))
+
+    def _write(self, plan: _Plan) -> list[KeyOutcome]:
+        return plan.outcomes + self._writer.write(plan.writes)  # bulk writes, each checked afterwards
+
+
+def _draft_side(embedder: Embedder) -> int | None:
+    """The shorter side a JPEG may be drafted to for ``embedder``'s model; None (decode in full) when
+    the embedder says nothing of its preprocessing."""
+    manifest = getattr(embedder, "manifest", None)
+    return draft_min_side(manifest) if isinstance(manifest, ModelManifest) else None
