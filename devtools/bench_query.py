@@ -20,22 +20,26 @@ Two modes, both by default (``--mode``):
   handler's service is ``bootstrap.search`` with that index handed in. S3 is never called on this path:
   presigning is local computation, in both modes.
 
-For each mode: overhead = handler p50 − embed p50 − index p50; the goal is ≤ 3 ms. The node holds
+For each mode: overhead = handler p50 − embed p50 − index p50; the goal is ≤ 3 ms. On a busy machine
+those medians come from different moments, so the overhead is also measured inside each request
+(``InsideRequests``: the handler's time less that request's own embedding and k-NN query). The node holds
 ``--documents`` random unit vectors. Prints a table and writes JSON (default ``build/bench/query.json``).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import os
 import platform
 import statistics
 import sys
 import tempfile
+import time
 import uuid
-from collections.abc import Callable, Sequence
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -156,6 +160,8 @@ def _measure(
         vector = embedder.embed([decode_image(data, limits=limits).rgb])[0]
         images = bootstrap.image_store(settings, config=bootstrap.QUERY_S3)
 
+        inside = stack.enter_context(InsideRequests.timing())
+
         def handle() -> None:
             response = deployment.invoke_api(
                 "POST", "/search", body=data, headers={"Content-Type": "image/jpeg"}
@@ -175,7 +181,7 @@ def _measure(
         if "real" in modes:
             works[f"real: {INDEX}"] = lambda: index.search(vector, k=10)
             works[f"real: {EMBEDDED}"] = lambda: embedded.search(vector, k=10)
-            works[f"real: {HANDLER}"] = handle
+            works[f"real: {HANDLER}"] = inside.handler("real", handle)
         replay: LatencyReplay | None = None
         if "remote" in modes:
             replay = stack.enter_context(
@@ -188,7 +194,7 @@ def _measure(
             remote_index, service = _remote(settings, replay.url, embedder=embedder)
             serve_remote = mock.patch("handlers.query.service", lambda: service)
             works[f"remote: {INDEX}"] = lambda: remote_index.search(vector, k=10)
-            works[f"remote: {HANDLER}"] = lambda: _patched(serve_remote, handle)
+            works[f"remote: {HANDLER}"] = inside.handler("remote", lambda: _patched(serve_remote, handle))
             for work in (works[f"remote: {INDEX}"], works[f"remote: {HANDLER}"]):
                 work()  # recorded: the node answers through the replay server
             replay.replay()
@@ -197,6 +203,7 @@ def _measure(
     rows = {path: row(path, values) for path, values in timings.items()}
     return _report(
         rows,
+        in_request={mode: samples[-repeats:] for mode, samples in inside.overheads.items()},
         modes=modes,
         replayed=replayed,
         remote=remote,
@@ -218,6 +225,51 @@ def _remote(settings: Settings, url: str, *, embedder: OnnxEmbedder) -> tuple[Op
     return index, bootstrap.search(remote_settings, embedder=embedder, index=served)
 
 
+class InsideRequests:
+    """How long each handler request spent outside embedding and the k-NN query, measured in that request.
+
+    ``handler p50 - embed p50 - index p50`` subtracts medians of runs that met different moments of a
+    busy machine; timing ``SearchService._embed`` (decode + embed) and ``OpenSearchIndex.search`` inside
+    each request and subtracting them there cancels that noise. Both figures are reported.
+    """
+
+    def __init__(self) -> None:
+        self.inner_s = 0.0
+        self.overheads: dict[str, list[float]] = {}
+
+    @classmethod
+    @contextmanager
+    def timing(cls) -> Iterator[InsideRequests]:
+        inside = cls()
+        with (
+            mock.patch.object(SearchService, "_embed", inside._timed(SearchService._embed)),
+            mock.patch.object(OpenSearchIndex, "search", inside._timed(OpenSearchIndex.search)),
+        ):
+            yield inside
+
+    def handler(self, mode: str, handle: Callable[[], None]) -> Callable[[], None]:
+        samples = self.overheads.setdefault(mode, [])
+
+        def timed() -> None:
+            self.inner_s = 0.0
+            started = time.perf_counter()
+            handle()
+            samples.append(time.perf_counter() - started - self.inner_s)
+
+        return timed
+
+    def _timed(self, method: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(method)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                self.inner_s += time.perf_counter() - started
+
+        return timed
+
+
 def _patched(patch: Any, work: Callable[[], None]) -> None:
     with patch:
         work()
@@ -226,6 +278,7 @@ def _patched(patch: Any, work: Callable[[], None]) -> None:
 def _report(
     rows: dict[str, Row],
     *,
+    in_request: dict[str, list[float]],
     modes: Sequence[str],
     replayed: dict[str, Any] | None,
     remote: Remote,
@@ -236,12 +289,15 @@ def _report(
     for mode in modes:
         handler, index = rows[f"{mode}: {HANDLER}"].p50_ms, rows[f"{mode}: {INDEX}"].p50_ms
         overhead = handler - embed - index
+        measured_inside = statistics.median(in_request[mode]) * 1000
         summary[mode] = {
             "handler_p50_ms": handler,
             "embed_p50_ms": embed,
             "index_p50_ms": index,
             "overhead_p50_ms": overhead,
+            "in_request_overhead_p50_ms": measured_inside,
             "goal_met": overhead <= GOAL_OVERHEAD_MS,
+            "in_request_goal_met": measured_inside <= GOAL_OVERHEAD_MS,
         }
     report: dict[str, Any] = {
         **facts,
@@ -273,6 +329,12 @@ def table(report: dict[str, Any]) -> str:
             f"{mode:>6}: handler {figures['handler_p50_ms']:.1f} - embed {figures['embed_p50_ms']:.1f}"
             f" - index {figures['index_p50_ms']:.1f} = overhead {figures['overhead_p50_ms']:.1f} ms"
             f" (goal <= {GOAL_OVERHEAD_MS:.0f} ms: {verdict})"
+        )
+    for mode, figures in report["summary"].items():
+        verdict = "met" if figures["in_request_goal_met"] else "NOT met"
+        lines.append(
+            f"{mode:>6}: overhead measured inside each request (handler - its embed - its k-NN), p50"
+            f" {figures['in_request_overhead_p50_ms']:.2f} ms (goal <= {GOAL_OVERHEAD_MS:.0f} ms: {verdict})"
         )
     if "knn_p50_ms" in report:
         knn = report["knn_p50_ms"]
