@@ -86,7 +86,7 @@ bench-query: deps opensearch model  ## p50/p95 of POST /search vs embedding alon
 
 .PHONY: bench-coldstart
 bench-coldstart: deps model  ## init of both functions in the deployed bundle layout (Python 3.12) vs bare ORT, same run
-	$(PY) -m devtools.bench_coldstart $(if $(wildcard build/models/resnet50/manifest.json),,--models mobilenet_v2)
+	$(PY) -m devtools.bench_coldstart --source-only $(if $(wildcard build/models/resnet50/manifest.json),,--models mobilenet_v2)
 
 ## Evaluation: DATASET=folder with one sub-folder per class; the report goes to OUT (Markdown + plots);
 ## ARGS passes options, e.g. ARGS="--whitening learned --baseline build/eval/<name>/metrics.json"

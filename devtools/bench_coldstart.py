@@ -3,9 +3,9 @@
 Each measurement is a fresh Python process laid out as Lambda lays out the deployed bundle
 (``infra.packaging.build_bundle``, the same directory ``cdk synth`` uploads): the bundle first on the path,
 then the runtime's own boto3/botocore (the bundle leaves them out, as Lambda provides them), on Lambda's
-Python (``LAMBDA_PYTHON``, found on this machine or given with ``--python``). The bundle holds no bytecode
-and Lambda's ``/var/task`` is read-only, so every module is compiled from source, as there; the runtime's
-boto3 is precompiled, as Lambda's is.
+Python (``LAMBDA_PYTHON``, found on this machine or given with ``--python``). Lambda's ``/var/task`` is
+read-only, so nothing compiled at run time is kept (``-B``), as there; the runtime's boto3 is
+precompiled, as Lambda's is.
 
 A cold start, per function and model, from ``exec`` to the composition root ready to answer:
 
@@ -15,9 +15,9 @@ A cold start, per function and model, from ``exec`` to the composition root read
 - root, rest: the rest of the handler's ``service()``, which its first request builds (clients, settings;
   the ingest function's failure log is created on a stub OpenSearch that answers at once).
 
-A second variant, ``bytecode``: the same bundle with every module compiled by Lambda's Python
-(``compileall``, ``unchecked-hash``), which the deployed bundle leaves out (``infra.packaging`` trims the
-build machine's bytecode, and the build machine need not have Python 3.12).
+The deployed bundle carries bytecode compiled by Lambda's Python when the build machine has one
+(``infra.packaging``); ``--source-only`` adds the rows of the bundle without it, which compiles every
+module from source at every cold start (Lambda cannot keep bytecode beside a read-only bundle).
 
 The baseline, measured in the same run in the same layout: a process that only imports ONNX Runtime,
 creates a default session of the same model and runs it once. Goals: ≤ 1.5 s with MobileNetV2, ≤ 3 s
@@ -28,7 +28,6 @@ with ResNet50. Prints the median of ``--repeats`` processes per row and writes J
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
 import shutil
@@ -46,7 +45,7 @@ from typing import Any
 
 from devtools import benchkit
 from infra.config import PROFILES
-from infra.packaging import BUNDLED_MODEL, CACHE, LAMBDA_PYTHON, build_bundle
+from infra.packaging import BUNDLED_MODEL, CACHE, LAMBDA_PYTHON, build_bundle, lambda_python
 
 DEFAULT_OUT = Path("build/bench/coldstart.json")
 MODELS = {"mobilenet_v2": Path("build/models/mobilenet_v2"), "resnet50": Path("build/models/resnet50")}
@@ -111,19 +110,6 @@ class Case:
     variant: str = "deployed"
 
 
-def lambda_python(given: str | None) -> str | None:
-    """An interpreter of Lambda's Python version that runs: ``given``, else one on the PATH or pyenv's."""
-    if given:
-        return given
-    pattern = f"~/.pyenv/versions/{LAMBDA_PYTHON}*/bin/python{LAMBDA_PYTHON}"
-    candidates = [shutil.which(f"python{LAMBDA_PYTHON}"), *sorted(glob.glob(os.path.expanduser(pattern)))]
-    wanted = f"import sys; sys.exit(sys.version_info[:2] != {tuple(map(int, LAMBDA_PYTHON.split('.')))})"
-    for candidate in filter(None, candidates):  # pyenv's shim on the PATH fails unless that version is set
-        if subprocess.run([candidate, "-c", wanted], capture_output=True, check=False).returncode == 0:
-            return candidate
-    return None
-
-
 def runtime_packages(python: str, cache: Path) -> Path:
     """boto3, botocore and s3transfer of this environment, compiled for ``python`` once (as Lambda's are)."""
     import botocore
@@ -138,24 +124,6 @@ def runtime_packages(python: str, cache: Path) -> Path:
         shutil.copytree(source, staging / name, ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run([python, "-m", "compileall", "-q", str(staging)], check=True)
     staging.rename(target)
-    return target
-
-
-def with_bytecode(bundle: Path, python: str) -> Path:
-    """The bundle with every module compiled by Lambda's Python, once (hard links, plus the .pyc files).
-
-    ``unchecked-hash`` bytecode is used whatever the sources' timestamps, which unzipping changes.
-    """
-    target = bundle.with_name(f"bytecode-py{LAMBDA_PYTHON}-{bundle.name}")  # not lambda-*: never pruned
-    if not target.is_dir():
-        staging = target.with_name(f".staging-{target.name}-{os.getpid()}")
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.copytree(bundle, staging, copy_function=os.link)
-        compile_all = [python, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash"]
-        subprocess.run(
-            [*compile_all, str(staging)], check=False, capture_output=True
-        )  # a few test files fail
-        staging.rename(target)
     return target
 
 
@@ -243,15 +211,17 @@ def stub_opensearch() -> Iterator[str]:
         server.server_close()
 
 
-def run(*, models: Sequence[str], repeats: int, python: str, cache: Path, bytecode: bool) -> dict[str, Any]:
+def run(
+    *, models: Sequence[str], repeats: int, python: str, cache: Path, without_bytecode: bool
+) -> dict[str, Any]:
     runtime = runtime_packages(python, cache)
     cases = []
     for model in models:
         bundle = build_bundle(model_dir=MODELS[model], cache=cache).path
         cases += [Case(function, model, bundle) for function in (*FUNCTIONS, "baseline")]
-        if bytecode:
-            compiled = with_bytecode(bundle, python)
-            cases += [Case(function, model, compiled, "bytecode") for function in FUNCTIONS]
+        if without_bytecode:
+            source_only = build_bundle(model_dir=MODELS[model], cache=cache, bytecode=False).path
+            cases += [Case(function, model, source_only, "source") for function in FUNCTIONS]
     samples: dict[Case, list[dict[str, float]]] = {case: [] for case in cases}
     with stub_opensearch() as url:
         for case in cases:  # untimed: the page cache holds the bundle, as on a warm Lambda host
@@ -306,14 +276,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--python", help=f"a Python {LAMBDA_PYTHON} interpreter (default: found here)")
     parser.add_argument("--cache", type=Path, default=CACHE, help="where bundles are built and kept")
     parser.add_argument(
-        "--no-bytecode",
-        dest="bytecode",
-        action="store_false",
-        help="skip the variant whose bundle carries bytecode compiled by Lambda's Python",
+        "--source-only",
+        action="store_true",
+        help="also the bundle without bytecode (what a build machine without Python 3.12 deploys)",
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
-    python = lambda_python(args.python)
+    python = args.python or lambda_python()
     if python is None:
         print(
             f"no python{LAMBDA_PYTHON} here (Lambda's version, the bundle's wheels): pass --python",
@@ -323,7 +292,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     models = [model for model in args.models if benchkit.model_is_built(MODELS[model])]
     if not models:
         return 1
-    report = run(models=models, repeats=args.repeats, python=python, cache=args.cache, bytecode=args.bytecode)
+    report = run(
+        models=models,
+        repeats=args.repeats,
+        python=python,
+        cache=args.cache,
+        without_bytecode=args.source_only,
+    )
     print(f"seconds, median of {report['repeats']} fresh processes; Python {LAMBDA_PYTHON} at {python}")
     print(table(report))
     benchkit.write_report(args.out, report)
