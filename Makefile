@@ -81,7 +81,7 @@ bench-ingest: deps opensearch model  ## images/s through the ingest handler vs e
 bench-index: deps opensearch model  ## recall@10 / QPS / docs/s of both index adapters vs exact search, same run
 	$(PY) -m devtools.bench_index --hard --force-merge --model-dir $(MODEL_DIR)
 
-bench-query: deps opensearch model  ## p50/p95 of POST /search vs embedding alone, same run
+bench-query: deps opensearch model  ## POST /search overhead beyond embed + k-NN (real node, remote-latency mode), same run
 	$(PY) -m devtools.bench_query
 
 .PHONY: bench-coldstart
