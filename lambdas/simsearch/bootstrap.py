@@ -50,9 +50,9 @@ QUERY_S3 = Config(
     retries={"mode": "standard", "total_max_attempts": QUERY_S3_ATTEMPTS},
 )
 """SigV4 signing, which presigned POSTs and URLs need in every region, and a time budget: botocore's
-defaults (60 s to connect, 60 s per read, retried) would outlast the function. A search by key waits for
-S3 at most requests × attempts × (connect + read) = 4 s, inside the part of the function's timeout that
-``infra.config.QUERY_RESERVE_S`` keeps for everything but the index (checked by a unit test)."""
+defaults (60 s to connect, 60 s per read, retried) would outlast the function. A search by key waits on a
+silent S3 at most requests × attempts × (connect + read) = 4 s, inside the part of the function's timeout
+that ``infra.config.QUERY_RESERVE_S`` keeps for everything but the index (checked by a unit test)."""
 
 
 def ingestion(
