@@ -88,8 +88,12 @@ bench-cache: deps opensearch model  ## inference calls and time of a second uplo
 bench-index: deps opensearch model  ## recall@10 / QPS / docs/s of both index adapters vs exact search, same run
 	$(PY) -m devtools.bench_index --hard --force-merge --model-dir $(MODEL_DIR)
 
-bench-query: deps opensearch model  ## p50/p95 of POST /search vs embedding alone, same run
+bench-query: deps opensearch model  ## POST /search overhead beyond embed + k-NN (real node, remote-latency mode), same run
 	$(PY) -m devtools.bench_query
+
+.PHONY: bench-coldstart
+bench-coldstart: deps model  ## init of both functions in the deployed bundle layout (Python 3.12) vs bare ORT, same run
+	$(PY) -m devtools.bench_coldstart --source-only $(if $(wildcard build/models/resnet50/manifest.json),,--models mobilenet_v2)
 
 ## Evaluation: DATASET=folder with one sub-folder per class; the report goes to OUT (Markdown + plots);
 ## ARGS passes options, e.g. ARGS="--whitening learned --baseline build/eval/<name>/metrics.json"

@@ -3,7 +3,8 @@
 Faults reach the adapter exactly as a throttled, overloaded or slow domain would send them (a real HTTP
 status, or a late answer, through the real client, transport and bulk helper), so retry, timeout and
 error handling are tested without patching any of our code. Every exchange is recorded (method, path,
-headers, the status the client got), so tests can check signing and replay the traffic a function made.
+headers, the status the client got, both bodies), so tests can check signing, what a request asked for
+and what came back, and replay the traffic a function made.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ class Exchange:
     path: str
     headers: Mapping[str, str]
     status: int
+    body: bytes = b""
+    answer: bytes = b""
 
 
 @dataclass
@@ -133,16 +136,17 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None:
             time.sleep(fault.delay_s)
         if fault is not None and fault.status is not None:
-            status = self._reply(
+            status, answer = self._reply(
                 fault.status, _error_body(fault.status), {"Content-Type": "application/json"}
             )
         elif upstream is None:
-            status = self._reply(502, _error_body(502), {"Content-Type": "application/json"})
+            status, answer = self._reply(502, _error_body(502), {"Content-Type": "application/json"})
         else:
-            status = self._forward(upstream, body)
-        self.server.record(Exchange(self.command, self.path, dict(self.headers.items()), status))
+            status, answer = self._forward(upstream, body)
+        headers = dict(self.headers.items())
+        self.server.record(Exchange(self.command, self.path, headers, status, body=body, answer=answer))
 
-    def _forward(self, upstream: str, body: bytes) -> int:
+    def _forward(self, upstream: str, body: bytes) -> tuple[int, bytes]:
         target = urlsplit(upstream)
         connection = http.client.HTTPConnection(target.hostname or "127.0.0.1", target.port, timeout=60)
         try:
@@ -155,7 +159,7 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             connection.close()
 
-    def _reply(self, status: int, payload: bytes, headers: Mapping[str, str]) -> int:
+    def _reply(self, status: int, payload: bytes, headers: Mapping[str, str]) -> tuple[int, bytes]:
         self.send_response(status)
         for name, value in headers.items():
             self.send_header(name, value)
@@ -163,7 +167,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(payload)
-        return status
+        return status, payload
 
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _handle
 

@@ -43,6 +43,16 @@ def service() -> SearchService:
     return bootstrap.search(Settings.from_env())
 
 
+if os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "provisioned-concurrency":
+    # Lambda initialises a provisioned environment before any request reaches it: build the root now, or
+    # its first request would still load the model. If that fails, the first request builds it (and
+    # answers the error as the API does); the environment is not lost.
+    try:
+        service()
+    except Exception:
+        logger.exception("the query service could not be built at initialisation; the first request will")
+
+
 @app.post("/search")
 def search() -> dict[str, Any]:
     query, options = api_input.search_request(app.current_event)

@@ -37,8 +37,22 @@ LAMBDA_MEMORY = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"
 INGEST_S3 = Config(retries={"mode": "standard"}, max_pool_connections=DEFAULT_WORKERS)
 """Ingestion reads a batch's objects at once; standard retries back off when S3 throttles."""
 
-QUERY_S3 = Config(signature_version="s3v4")
-"""SigV4 signing, which presigned POSTs and URLs need in every region."""
+QUERY_S3_REQUESTS = 2
+"""The most S3 requests one API call makes: a search by key reads the object's headers, then its bytes."""
+QUERY_S3_ATTEMPTS = 2
+QUERY_S3_CONNECT_S = 0.5
+QUERY_S3_READ_S = 0.5  # between two reads of the socket, not for a whole object
+
+QUERY_S3 = Config(
+    signature_version="s3v4",
+    connect_timeout=QUERY_S3_CONNECT_S,
+    read_timeout=QUERY_S3_READ_S,
+    retries={"mode": "standard", "total_max_attempts": QUERY_S3_ATTEMPTS},
+)
+"""SigV4 signing, which presigned POSTs and URLs need in every region, and a time budget: botocore's
+defaults (60 s to connect, 60 s per read, retried) would outlast the function. A search by key waits on a
+silent S3 at most requests × attempts × (connect + read) = 4 s, inside the part of the function's timeout
+that ``infra.config.QUERY_RESERVE_S`` keeps for everything but the index (checked by a unit test)."""
 
 
 def ingestion(

@@ -6,10 +6,8 @@ the real checkpoint, which cannot be downloaded here.
 
 from __future__ import annotations
 
-import glob
 import os
 import re
-import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -27,6 +25,7 @@ from infra.packaging import (
     UNZIPPED_LIMIT_BYTES,
     Bundle,
     build_bundle,
+    lambda_python,
     resolve_model,
 )
 from simsearch.errors import ConfigError
@@ -35,6 +34,7 @@ from simsearch.settings import Settings
 
 pytestmark = [pytest.mark.infra, pytest.mark.slow]
 
+LAMBDA_TAG = f"cpython-{LAMBDA_PYTHON.replace('.', '')}"
 CONVERTER_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "lambdas"), str(ROOT)])}
 
 
@@ -78,11 +78,21 @@ def test_bundle_holds_handlers_core_wheels_and_model_but_no_trimmed_part(resnet5
         *root.glob("onnxruntime/capi/libonnxruntime.so*"),
         *root.glob("onnxruntime/transformers"),
         *root.glob("grpc"),
-        *root.glob("**/__pycache__"),
+        *(path for path in root.glob("**/__pycache__/*") if f".{LAMBDA_TAG}." not in path.name),
         *root.glob("**/tests"),
         *root.glob("boto3"),  # the Lambda runtime provides boto3; bundling it would shadow the runtime's
     ]
     assert leftovers == []
+
+
+def test_the_bundle_carries_bytecode_of_lambdas_python_when_one_is_at_hand(resnet50_bundle: Bundle) -> None:
+    """Lambda cannot write bytecode beside a read-only bundle: without it every cold start compiles."""
+    compiled = list(resnet50_bundle.path.glob("**/__pycache__/*.pyc"))
+    if lambda_python() is None:
+        assert compiled == []  # the build machine's own bytecode would be useless on Lambda
+        pytest.skip(f"no CPython {LAMBDA_PYTHON} on this machine: the bundle carries no bytecode")
+    assert (resnet50_bundle.path / "simsearch" / "__pycache__" / f"settings.{LAMBDA_TAG}.pyc").is_file()
+    assert (resnet50_bundle.path / "numpy" / "__pycache__" / f"__init__.{LAMBDA_TAG}.pyc").is_file()
 
 
 def test_an_unchanged_bundle_is_reused_not_rebuilt(resnet50_bundle: Bundle) -> None:
@@ -103,7 +113,7 @@ def test_a_checkpoint_that_is_not_the_release_stops_synth_with_the_converters_re
 
 def test_bundle_imports_and_embeds_on_lambdas_python(resnet50_bundle: Bundle, tmp_path: Path) -> None:
     """Run the bundle on CPython 3.12 (Lambda's), with boto3 beside it as the runtime provides it."""
-    python = _python_312()
+    python = lambda_python()
     if python is None:
         pytest.skip(
             "no CPython 3.12 on this machine: the cp312 wheels cannot be imported by another version "
@@ -154,23 +164,6 @@ print(f"embedding {embedding.shape} norm {float(np.linalg.norm(embedding)):.3f}"
 
 def _in_bundle(bundle: Bundle, module: str) -> bool:
     return (bundle.path / Path(*module.split("."))).with_suffix(".py").exists()
-
-
-def _python_312() -> str | None:
-    candidates = [os.environ.get("SIMSEARCH_PYTHON312", ""), shutil.which(f"python{LAMBDA_PYTHON}") or ""]
-    candidates += sorted(
-        glob.glob(os.path.expanduser(f"~/.pyenv/versions/{LAMBDA_PYTHON}*/bin/python{LAMBDA_PYTHON}"))
-    )
-    for candidate in filter(None, candidates):
-        probe = subprocess.run(
-            [candidate, "-c", "import sys; print(sys.version_info[:2])"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if probe.returncode == 0 and probe.stdout.strip() == "(3, 12)":
-            return candidate
-    return None
 
 
 def _pinned(package: str) -> str:

@@ -8,6 +8,7 @@ graph (tests/faiss_node.py), since the node has no faiss library.
 
 from __future__ import annotations
 
+import json
 import math
 import socket
 import uuid
@@ -22,7 +23,7 @@ from opensearchpy import OpenSearch
 
 from simsearch.errors import ConfigError, IndexUnavailableError
 from simsearch.index import connect_failure_log, connect_index
-from simsearch.index.mapping import index_body
+from simsearch.index.mapping import VECTOR_FIELD, index_body
 from simsearch.index.naming import alias_name, failures_name
 from simsearch.index.opensearch import (
     IndexConfig,
@@ -188,6 +189,26 @@ def test_a_document_the_node_rejects_fails_alone_with_the_nodes_reason(
     assert "mapper_parsing_exception" in result.failed[too_wide.image_id]
     assert sorted(result.succeeded) == sorted(d.image_id for d in batch if d is not batch[2])
     assert index.count() == 4
+
+
+def test_a_search_answer_carries_the_results_and_no_vector(opensearch_url: str, prefix: str) -> None:
+    """The node sends back each hit's whole source unless told otherwise, the vector included (control);
+    the adapter's query asks for what a result shows, so the vectors never cross the wire."""
+    writer = index_through(opensearch_url, prefix)
+    writer.ensure()
+    batch = docs(5)
+    writer.upsert(batch)
+    client = client_for(settings_for(opensearch_url, prefix))
+    unfiltered = client.search(index=writer.name, body={"query": {"match_all": {}}})["hits"]["hits"]
+    assert all(len(hit["_source"][VECTOR_FIELD]) == DIM for hit in unfiltered)
+    with FaultProxy(opensearch_url) as proxy:
+        hits = index_through(proxy.url, prefix).search(batch[0].vector, k=5)
+    [search] = [exchange for exchange in proxy.seen if "/_search" in exchange.path]
+    answered = json.loads(search.answer)["hits"]["hits"]
+    assert [hit["_id"] for hit in answered] == [hit.image_id for hit in hits]
+    assert all(VECTOR_FIELD not in hit["_source"] and "fields" not in hit for hit in answered)
+    assert {hit.metadata.key for hit in hits} == {doc.metadata.key for doc in batch}
+    assert hits[0].image_id == batch[0].image_id
 
 
 @pytest.mark.parametrize(("status", "times"), [(429, 2), (503, 5)])

@@ -1,0 +1,111 @@
+"""Presigned GETs: the same URLs botocore's ``generate_presigned_url`` makes, without its per-URL cost.
+
+Signing the same request twice differs only in the time, so the URLs are compared with botocore's clock
+held still; no request leaves the machine (presigning is local computation).
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterator
+from typing import Any
+from unittest import mock
+
+import boto3
+import botocore.auth
+import pytest
+from botocore.config import Config
+
+from infra.config import QUERY_RESERVE_S
+from simsearch import bootstrap
+from simsearch.storage import S3ImageStore
+
+KEYS = [
+    "photos/cat.jpg",
+    "a b/ü+%~!*'();:@&=$,?#[]x.jpg",  # every character the key encoding treats specially
+    "/leading//double-slash",
+    "presign-probe",
+    "x" * 1000,
+]
+NOW = datetime.datetime(2026, 1, 2, 3, 4, 5)
+
+
+@pytest.fixture
+def still_clock() -> Iterator[None]:
+    with mock.patch.object(botocore.auth, "get_current_datetime", lambda *_, **__: NOW):
+        yield
+
+
+def s3(region: str = "us-east-1", *, endpoint: str | None = None, config: Config = bootstrap.QUERY_S3) -> Any:
+    return boto3.client(
+        "s3",
+        region_name=region,
+        endpoint_url=endpoint,
+        config=config,
+        aws_access_key_id="AKIDEXAMPLE",
+        aws_secret_access_key="secret",
+        aws_session_token="token",
+    )
+
+
+@pytest.mark.usefixtures("still_clock")
+@pytest.mark.parametrize(
+    ("region", "endpoint"),
+    [("us-east-1", None), ("eu-west-1", None), ("us-east-1", "http://127.0.0.1:5000")],
+    ids=["us-east-1", "eu-west-1", "path-style-endpoint"],
+)
+def test_presigned_urls_are_the_clients_own_though_it_presigns_one_per_bucket(
+    region: str, endpoint: str | None
+) -> None:
+    reference, client = s3(region, endpoint=endpoint), s3(region, endpoint=endpoint)
+    store = S3ImageStore(client)
+    with mock.patch.object(client, "generate_presigned_url", wraps=client.generate_presigned_url) as made:
+        for bucket in ("images", "other.bucket-2"):
+            for key in KEYS:
+                for ttl in (60, 900):
+                    expected = reference.generate_presigned_url(
+                        "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=ttl
+                    )
+                    assert store.presigned_get(bucket, key, ttl_seconds=ttl) == expected
+    assert made.call_count == 2  # the probe of each bucket; every other URL was signed by the store
+
+
+@pytest.mark.usefixtures("still_clock")
+def test_a_client_that_does_not_sign_with_sigv4_presigns_every_url_itself() -> None:
+    client = s3(config=Config(signature_version="s3"))
+    made = client.generate_presigned_url("get_object", Params={"Bucket": "images", "Key": "a"}, ExpiresIn=60)
+    assert S3ImageStore(client).presigned_get("images", "a", ttl_seconds=60) == made
+
+
+def test_a_bucket_whose_probe_differs_keeps_the_clients_urls() -> None:
+    """Whatever botocore starts adding to its URLs one day, the store must not leave it out."""
+    client = s3()
+    made = client.generate_presigned_url
+
+    def with_more(*args: Any, **kwargs: Any) -> str:
+        return str(made(*args, **kwargs)) + "&x-id=GetObject"
+
+    with mock.patch.object(client, "generate_presigned_url", side_effect=with_more) as presigning:
+        store = S3ImageStore(client)
+        urls = [store.presigned_get("images", f"k{i}", ttl_seconds=60) for i in range(3)]
+    assert all(url.endswith("&x-id=GetObject") for url in urls)
+    assert presigning.call_count == 1 + len(urls)
+
+
+def test_each_url_is_signed_with_the_credentials_of_the_moment() -> None:
+    """Role credentials expire and are refreshed: a URL must never carry the ones of the first call."""
+    client = s3()
+    store = S3ImageStore(client)
+    first = store.presigned_get("images", "a", ttl_seconds=60)
+    client._request_signer._credentials.token = "refreshed"  # what a refresh does to the shared object
+    assert "X-Amz-Security-Token=token" in first
+    assert "X-Amz-Security-Token=refreshed" in store.presigned_get("images", "a", ttl_seconds=60)
+
+
+def test_the_query_functions_s3_reads_end_inside_its_reserve() -> None:
+    """A search by key reads S3 (HEAD, GET) inside the share of the timeout the index does not take."""
+    config = bootstrap.QUERY_S3
+    attempt = config.connect_timeout + config.read_timeout
+    worst = bootstrap.QUERY_S3_REQUESTS * config.retries["total_max_attempts"] * attempt
+    assert worst < QUERY_RESERVE_S
+    assert config.signature_version == "s3v4"
