@@ -314,6 +314,10 @@ def _query(run: Traffic, embedder: OnnxEmbedder, monkeypatch: pytest.MonkeyPatch
         "POST /search (image)": api_events.post_image("/search", photo(1)),
         "POST /search (s3_key)": api_events.post_json("/search", {"s3_key": "dogs/2.jpg", "k": 3}),
         "GET /images/{id}": api_events.get(f"/images/{some_id}"),
+        "GET /images/{id}/duplicates": api_events.get(f"/images/{some_id}/duplicates"),
+        "POST /search (collapsed)": api_events.post_json(
+            "/search", {"id": some_id, "collapse_duplicates": True}
+        ),
         "POST /uploads": api_events.request("POST", "/uploads"),
         "GET /openapi.json": api_events.get("/openapi.json"),
         "POST /search (vector)": api_events.post_json("/search", {"vector": vector.tolist()}),
