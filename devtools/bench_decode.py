@@ -1,13 +1,13 @@
 """``python -m devtools.bench_decode``: what JPEG draft decoding costs in fidelity, and saves in memory.
 
 Ingestion decodes a JPEG at a reduced scale (libjpeg's DCT scaling, Pillow's ``draft``) when its
-shorter side stays at least ``preprocess.draft_min_side`` (twice the model's resize). Two measures:
+shorter side stays at least ``preprocess.draft_min_side`` (3 × the model's resize). Two measures:
 
 - ``cosine`` (the default): per image, the cosine between the embedding of the full decode and that
   of the drafted decode, min and mean per set, for each draft factor: the celebrity set as it is,
   and large photos made from it and from scikit-learn's samples (upscaled to 12 MP, and mosaics of
-  untouched photos, which keep real full-resolution detail: 12 MP ones, and 1365x1024 ones, whose
-  draft lands exactly on the least it may keep). Ingestion drafts only at a factor whose minimum
+  untouched photos, which keep real full-resolution detail: 12 MP ones, and sizes whose draft lands
+  on the least it may keep, e.g. 1365x1024 halved to 683x512). Ingestion drafts only at a factor whose minimum
   here is ≥ 0.999.
 - ``memory``: a batch of ten 12 MP JPEGs through the real ingestion service (zero-latency stand-ins
   for S3 and the index), each variant in a fresh process: peak resident memory with drafting and
@@ -118,9 +118,10 @@ def run_cosine(args: argparse.Namespace) -> int:
             mosaics(celebrity, args.large_images)
         ),
         "sklearn photos upscaled to 12 MP (2)": list(upscaled(benchkit.sample_photos())),
-        f"1365x1024 mosaics: a 1/2 draft lands on 512 ({args.large_images})": list(
-            mosaics(celebrity, args.large_images, size=(1365, 1024))
-        ),
+        **{
+            f"{w}x{h} mosaics ({args.large_images})": list(mosaics(celebrity, args.large_images, size=(w, h)))
+            for w, h in args.mosaic_sizes
+        },
     }
     if args.sets:
         sets = {name: images for name, images in sets.items() if any(word in name for word in args.sets)}
@@ -252,7 +253,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--celebrity-images", type=int, default=0, help="0: every image")
     parser.add_argument("--large-images", type=int, default=40, help="12 MP images per generated set")
-    parser.add_argument("--factors", type=int, nargs="+", default=[1, 2], help="min side = factor × resize")
+    parser.add_argument("--factors", type=int, nargs="+", default=[2, 3], help="min side = factor × resize")
+    parser.add_argument(
+        "--mosaic-sizes",
+        type=lambda text: tuple(int(n) for n in text.split("x")),
+        nargs="*",
+        default=[(1365, 1024), (2048, 1536), (2731, 2048)],
+        help="more mosaic sets, WxH: sizes whose draft lands on (or near) the least it may keep",
+    )
     parser.add_argument("--sets", nargs="*", default=[], help="only the sets whose name has one of these")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)

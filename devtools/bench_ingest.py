@@ -12,12 +12,15 @@ One run, one process, one machine, two ways of standing in for AWS:
   OpenSearch node of ``devtools.opensearch_node`` or ``OPENSEARCH_URL``, and the embedded index). Here
   moto and the JVM burn the cores the model needs.
 
-The real model in every row. Measured, interleaved per repeat so drift hits every row alike:
+The real model in every row. Measured, each handler invocation followed at once by its baselines on as
+many images, so a busy neighbour on a shared machine slows the handler and its baseline alike:
 
-- handler, new images: ``handlers.ingest.handler`` on fresh uploads (HEAD, GET, decode, one inference
-  per batch, bulk upsert, the check after writing);
-- handler, duplicates: the same events delivered again (HEAD and an index read per image, no inference);
-- embed from bytes: ``OnnxEmbedder.embed_images`` on the same JPEGs in batches of 10 (the baseline);
+- handler, new images: ``handlers.ingest.handler`` on fresh uploads (an index lookup, a GET per image,
+  decode, one inference per chunk of 10, bulk upsert, the check after writing), ``--batch`` messages per
+  invocation (10, the deployed event source's, by default);
+- handler, duplicates: the same events delivered again (a HEAD per image and an index lookup, no
+  inference);
+- embed from bytes: ``OnnxEmbedder.embed_images`` on as many JPEGs in batches of 10 (the baseline);
 - inference only: ``OnnxEmbedder.embed_tensors`` on tensors prepared beforehand.
 
 Besides the throughputs: where the handler's time goes on new images, per stage (fetch, decode,

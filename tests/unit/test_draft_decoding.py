@@ -88,14 +88,14 @@ def test_a_drafted_decode_gives_the_model_its_full_input() -> None:
     decoded = decode_image(data, limits=LIMITS, min_side=draft_min_side(manifest))
 
     assert to_tensor(decoded.rgb, manifest).shape == (3, 224, 224)
-    assert min(decoded.rgb.size) >= 2 * manifest.resize
+    assert min(decoded.rgb.size) >= DRAFT_FACTOR * manifest.resize
 
 
-def test_the_draft_keeps_twice_the_model_resize() -> None:
+def test_the_draft_keeps_three_times_the_model_resize() -> None:
     manifest = manifest_for(resize=256, input_size=224)
 
-    assert DRAFT_FACTOR == 2
-    assert draft_min_side(manifest) == 512
+    assert DRAFT_FACTOR == 3
+    assert draft_min_side(manifest) == 768
     assert draft_min_side(manifest, factor=1) == 256
     with pytest.raises(ConfigError):
         draft_min_side(manifest, factor=0)
@@ -105,5 +105,5 @@ def test_ingestion_drafts_only_for_a_model_whose_preprocessing_it_knows() -> Non
     class WithManifest(StubEmbedder):
         manifest = manifest_for(resize=160, input_size=128)
 
-    assert _draft_side(WithManifest()) == 320
+    assert _draft_side(WithManifest()) == 480
     assert _draft_side(StubEmbedder()) is None
