@@ -126,6 +126,7 @@ class VariantResult:
 
     name: str
     model_id: str
+    weights: str  # where the model's weights come from (``near_duplicates.weights_provenance``)
     chosen: dict[str, Choice]  # by rule name (``RULES``)
     swapped: dict[str, Choice]  # chosen on the held-out half instead, to see how much the choice moves
     development: Half
@@ -172,6 +173,7 @@ def evaluate_variant(
     name: str,
     model_id: str,
     *,
+    weights: str,
     development: Half,
     held_out: Half,
     targets: Targets,
@@ -188,6 +190,7 @@ def evaluate_variant(
     return VariantResult(
         name=name,
         model_id=model_id,
+        weights=weights,
         chosen=chosen,
         swapped=instead,
         development=development,

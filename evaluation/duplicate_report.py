@@ -106,6 +106,7 @@ def variant_facts(result: VariantResult) -> dict[str, Any]:
     return {
         "name": result.name,
         "model_id": result.model_id,
+        "weights": result.weights,
         "rules": {
             rule: {
                 "threshold": choice.threshold,
@@ -175,6 +176,7 @@ def _variant_text(result: VariantResult) -> str:
     return "\n\n".join(
         [
             f"## {result.name} (`{result.model_id}`)",
+            f"Weights: {result.weights}.",
             "\n".join(choices),
             _points_table(result),
             "### Recall by kind of duplicate pair (all pairs)",

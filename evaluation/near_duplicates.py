@@ -35,6 +35,8 @@ from evaluation.duplicate_pairs import Vectors
 from evaluation.duplicate_report import curve_table, summary_table, write_report
 from evaluation.duplicate_set import collection, identity_halves, read_listed_pairs
 from evaluation.duplicate_vectors import embed_members
+from model.architectures import ARCHITECTURES
+from model.build import SYNTHETIC
 from model.projection import Method, WhiteningSettings
 from simsearch.errors import SimsearchError
 from simsearch.manifest import ModelManifest
@@ -116,8 +118,26 @@ def _model_results(
             )
             vectors = _whitened(base, setup, settings)
             name = f"{manifest.arch} + {settings}"
-        results.append(_variant(setup, vectors, name=name, model_id=manifest.model_id))
+        results.append(_variant(setup, vectors, name=name, manifest=manifest))
     return results
+
+
+def weights_provenance(manifest: ModelManifest) -> str:
+    """Are the weights the release the manifest names? Synthetic ones only show that the pipeline runs."""
+    if manifest.weights == SYNTHETIC:
+        return "synthetic (seeded, never trained): its figures show only that the pipeline runs"
+    arch = ARCHITECTURES.get(manifest.arch)
+    release = next((r for r in arch.releases if r.tag == manifest.weights), None) if arch else None
+    if release is None:
+        return f"{manifest.weights} ({manifest.weights_file}), a release this checkout does not know"
+    pinned = release.sha256 or release.sha256_prefix
+    if manifest.weights_sha256.startswith(pinned):
+        return f"the published {release.tag} checkpoint ({release.file_name}, sha256 {pinned[:8]}…)"
+    return (
+        f"NOT the published {release.tag} checkpoint: its sha256 is {manifest.weights_sha256[:8]}…, the "
+        f"release's {pinned[:8]}… (a stand-in, such as the tests' synthetic checkpoint): its figures show "
+        "only that the pipeline runs"
+    )
 
 
 def _whitened(vectors: Vectors, setup: Setup, settings: WhiteningSettings) -> Vectors:
@@ -128,13 +148,18 @@ def _whitened(vectors: Vectors, setup: Setup, settings: WhiteningSettings) -> Ve
     return fitted.apply(vectors)
 
 
-def _variant(setup: Setup, vectors: Vectors, *, name: str, model_id: str) -> VariantResult:
+def _variant(setup: Setup, vectors: Vectors, *, name: str, manifest: ModelManifest) -> VariantResult:
     halves = {
         half: score_half(half, setup.members, vectors, people=people, k=setup.k, listed=setup.listed)
         for half, people in ((DEVELOPMENT, setup.development), (HELD_OUT, setup.held_out))
     }
     return evaluate_variant(
-        name, model_id, development=halves[DEVELOPMENT], held_out=halves[HELD_OUT], targets=setup.targets
+        name,
+        manifest.model_id,
+        weights=weights_provenance(manifest),
+        development=halves[DEVELOPMENT],
+        held_out=halves[HELD_OUT],
+        targets=setup.targets,
     )
 
 

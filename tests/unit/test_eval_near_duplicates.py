@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -25,8 +26,9 @@ from evaluation.duplicate_set import (
     read_listed_pairs,
 )
 from evaluation.edits import draw_edit
-from evaluation.near_duplicates import main
+from evaluation.near_duplicates import main, weights_provenance
 from tests.eval_datasets import folder_dataset
+from tests.image_factories import manifest_for
 from tests.unit.test_embedder import write_model
 
 
@@ -183,7 +185,7 @@ def test_the_threshold_is_chosen_on_development_and_read_on_held_out(items: list
     development = score_half("development", members, vectors, people=["a"], k=3, listed=[])
     held_out = score_half("held-out", members, vectors, people=["b"], k=3, listed=[])
     result = evaluate_variant(
-        "tiny", "tiny-model", development=development, held_out=held_out, targets=Targets()
+        "tiny", "tiny-model", weights="none", development=development, held_out=held_out, targets=Targets()
     )
     assert set(result.chosen) == set(result.swapped) == {"balanced", "precision first"}
     balanced = result.chosen["balanced"]
@@ -225,3 +227,28 @@ def test_the_command_writes_its_report_and_reuses_its_embeddings(
     assert "# Near-duplicate detection" in (out / "report.md").read_text()
     assert main(argv) == 0
     assert "embedding with" not in capsys.readouterr().err  # every vector came from the cache
+
+
+@pytest.mark.parametrize(
+    ("overrides", "says"),
+    [
+        ({"arch": "resnet50", "weights": "synthetic"}, "synthetic (seeded, never trained)"),
+        (
+            {"arch": "resnet50", "weights": "IMAGENET1K_V1", "weights_sha256": "0676ba61b6795bbe"},
+            "the published",
+        ),
+        (
+            {"arch": "resnet50", "weights": "IMAGENET1K_V1", "weights_sha256": "7b202f06aa"},
+            "NOT the published",
+        ),
+        (
+            {"arch": "mobilenet_v2", "weights": "IMAGENET1K_V1", "weights_sha256": "b0353104ff"},
+            "the published",
+        ),
+        ({"arch": "test", "weights": "none"}, "does not know"),
+    ],
+)
+def test_the_report_says_whether_the_weights_are_the_published_ones(
+    overrides: dict[str, Any], says: str
+) -> None:
+    assert says in weights_provenance(manifest_for(resize=256, input_size=224, **overrides))
