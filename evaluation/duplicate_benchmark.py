@@ -107,6 +107,17 @@ class Half:
             for n in order.tolist()
         ]
 
+    def confused_pictures(self, threshold: float) -> int:
+        """How many pairs of distinct pictures have at least one pair of members at or above ``threshold``.
+
+        Copies multiply pairs: two look-alike photos with two copies each make nine false positive pairs.
+        """
+        pairs = np.concatenate([self.pairs.hard, self.pairs.easy])
+        passing = pairs[self.pairs.other_scores >= threshold - 1e-6]
+        return len(
+            {frozenset((self.members[a].picture, self.members[b].picture)) for a, b in passing.tolist()}
+        )
+
     def strongest_negatives(self, count: int) -> list[ScoredPair]:
         """The other pairs with the highest similarity, same person or not: the first false positives."""
         pairs = np.concatenate([self.pairs.hard, self.pairs.easy])

@@ -117,6 +117,7 @@ def variant_facts(result: VariantResult) -> dict[str, Any]:
                     half: {view: _point_facts(point) for view, point in views.items()}
                     for half, views in result.at(choice.threshold).items()
                 },
+                "pictures_confused": {half.name: half.confused_pictures(choice.threshold) for half in halves},
                 "recall_by_kind": {
                     half.name: [asdict(row) for row in half.recall_by_kind(choice.threshold)]
                     for half in halves
@@ -196,8 +197,9 @@ def _variant_text(result: VariantResult) -> str:
 def _points_table(result: VariantResult) -> str:
     lines = [
         "| rule | half | view | threshold | precision | recall | duplicate pairs found "
-        "| false positives (same person / other) | missed | negative pairs | false positive rate |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| false positives (same person / other) | pictures confused | missed | negative pairs "
+        "| false positive rate |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for rule, choice in result.chosen.items():
         points = result.at(choice.threshold)
@@ -208,7 +210,9 @@ def _points_table(result: VariantResult) -> str:
                     f"| {rule} | {half.name} | {VIEWS[view]} | {choice.threshold:.3f} "
                     f"| {point.precision:.4f} | {point.recall:.4f} "
                     f"| {point.true_positives:,} / {point.positives:,} "
-                    f"| {point.false_positives} ({same} / {other}) | {point.false_negatives} "
+                    f"| {point.false_positives} ({same} / {other}) "
+                    f"| {half.confused_pictures(choice.threshold) if view == 'pairs' else '–'} "
+                    f"| {point.false_negatives} "
                     f"| {point.negatives:,} | {point.false_positive_rate:.1e} |"
                 )
     return "\n".join(lines)

@@ -252,3 +252,19 @@ def test_the_report_says_whether_the_weights_are_the_published_ones(
     overrides: dict[str, Any], says: str
 ) -> None:
     assert says in weights_provenance(manifest_for(resize=256, input_size=224, **overrides))
+
+
+def test_confused_pictures_counts_look_alike_photos_once_whatever_their_copies(items: list[Item]) -> None:
+    a0, a1, b0 = items[0], items[1], items[4]
+    members = [
+        Member(source=a0, picture=a0.key),
+        Member(source=a0, picture=a0.key, edit=draw_edit("jpeg", seed=0, key=a0.key)),
+        Member(source=a1, picture=a1.key),
+        Member(source=a1, picture=a1.key, edit=draw_edit("jpeg", seed=0, key=a1.key)),
+        Member(source=b0, picture=b0.key),
+    ]
+    vectors = unit_rows([[1, 0], [1, 0.01], [1, 0.02], [1, 0.03], [0, 1]])
+    half = score_half("held-out", members, vectors, people=["a", "b"], k=4, listed=[])
+    assert half.pairs_curve.at(0.99).false_positives == 4  # a0, its copy x a1, its copy
+    assert half.confused_pictures(0.99) == 1
+    assert half.confused_pictures(0.0) == 3  # and each of them with b0
