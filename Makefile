@@ -11,7 +11,7 @@ export ORT_DISABLE_TELEMETRY := 1
 export PYTHONDONTWRITEBYTECODE := 1
 export PYTHONPATH := lambdas:.
 
-.PHONY: demo browser test-e2e bench-local test test-unit test-integration test-infra lint deps opensearch opensearch-run model model-resnet50 bench-model bench-index bench-ingest bench-decode bench-cache bench-query eval synth preflight bundle clean
+.PHONY: demo browser test-e2e bench-local test test-unit test-integration test-infra lint deps opensearch opensearch-run model model-resnet50 bench-model bench-index bench-ingest bench-decode bench-cache bench-query eval near-duplicates synth preflight bundle clean
 
 ## Set-up steps (each idempotent; re-run only when their inputs change)
 $(VENV)/.installed: requirements.txt lambdas/requirements.txt pyproject.toml
@@ -99,6 +99,13 @@ bench-coldstart: deps model  ## init of both functions in the deployed bundle la
 ## ARGS passes options, e.g. ARGS="--whitening learned --baseline build/eval/<name>/metrics.json"
 eval: deps model
 	$(PY) -m evaluation $(DATASET) --out $(or $(OUT),build/eval/$(notdir $(DATASET))) $(ARGS)
+
+## Near-duplicate benchmark (docs/evaluation.md): precision/recall of the duplicates threshold, chosen on half
+## the people and judged on the other half; embeddings are cached in OUT/embeddings. MODELS="dir dir" to compare
+near-duplicates: deps model
+	$(PY) -m evaluation.near_duplicates $(or $(DATASET),../shared/datasets/celebrity-faces) \
+	  --model-dir $(or $(MODELS),$(MODEL_DIR)) --whitening none learned \
+	  --out $(or $(OUT),build/eval/near-duplicates) $(ARGS)
 
 ## synth never downloads: ResNet50 (the deployed default) when WEIGHTS=path/to/resnet50-0676ba61.pth is given or
 ## its checkpoint is cached; otherwise it says what `npx cdk synth` would download, and synthesises MobileNetV2
