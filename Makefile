@@ -11,7 +11,7 @@ export ORT_DISABLE_TELEMETRY := 1
 export PYTHONDONTWRITEBYTECODE := 1
 export PYTHONPATH := lambdas:.
 
-.PHONY: demo browser test-e2e bench-local test test-unit test-integration test-infra lint deps opensearch opensearch-run model model-resnet50 bench-model bench-index bench-ingest bench-decode bench-cache bench-query eval near-duplicates synth preflight bundle clean
+.PHONY: demo browser test-e2e bench-local test test-unit test-integration test-infra lint deps opensearch opensearch-run model model-resnet50 bench-model bench-index bench-ingest bench-decode bench-cache bench-query bench-coldstart eval near-duplicates synth preflight bundle clean
 
 ## Set-up steps (each idempotent; re-run only when their inputs change)
 $(VENV)/.installed: requirements.txt lambdas/requirements.txt pyproject.toml
@@ -91,7 +91,6 @@ bench-index: deps opensearch model  ## recall@10 / QPS / docs/s of both index ad
 bench-query: deps opensearch model  ## POST /search overhead beyond embed + k-NN (real node, remote-latency mode), same run
 	$(PY) -m devtools.bench_query
 
-.PHONY: bench-coldstart
 bench-coldstart: deps model  ## init of both functions in the deployed bundle layout (Python 3.12) vs bare ORT, same run
 	$(PY) -m devtools.bench_coldstart --source-only $(if $(wildcard build/models/resnet50/manifest.json),,--models mobilenet_v2)
 

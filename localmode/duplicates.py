@@ -92,7 +92,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_threshold,
         const=_SETTING,
         metavar="THRESHOLD",
-        help="near duplicates too: other bytes at least THRESHOLD similar (default: the deployment's, 0.95)",
+        help="near duplicates too: other bytes at least THRESHOLD similar (default: the deployment's, 0.954)",
     )
     parser.add_argument(
         "--top", type=int, default=DEFAULT_TOP, help="how many of the largest clusters to list"

@@ -125,7 +125,7 @@ def test_near_duplicates_join_clusters_and_the_largest_file_is_the_one_kept(
     status, report = run(monkeypatch, settings, "duplicates", "--near", "--json")
 
     assert status == 0
-    assert report["threshold"] == settings.near_duplicate_threshold == 0.95
+    assert report["threshold"] == settings.near_duplicate_threshold == 0.954
     china, flower = report["clusters"]  # most images first
     assert keys_of(china) == [
         ["photos/china.png"],  # the PNG is the largest file: kept
@@ -161,7 +161,7 @@ def test_the_text_report_counts_and_lists_the_largest_clusters_file_by_file(
     lines = text.splitlines()
     assert lines[0].endswith(": 10 images, 8 distinct contents")
     assert lines[1].startswith("exact duplicates: 1 contents stored more than once (3 images); ")
-    assert lines[2].startswith("near duplicates (similarity ≥ 0.95): 2 clusters of 4 contents; ")
+    assert lines[2].startswith("near duplicates (similarity ≥ 0.954): 2 clusters of 4 contents; ")
     assert lines[3] == "largest clusters (1 of 2):"
     assert lines[4].startswith("   1. 4 images of 2 contents, ")
     roles = [line.split()[2:] for line in lines[5:]]
