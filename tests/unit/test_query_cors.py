@@ -6,15 +6,10 @@ with its own environment, as a Lambda container would.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.cold_import import last_json_line
+
 ANSWER = """
 import json
 from handlers import query
@@ -30,18 +25,9 @@ print(json.dumps({
 
 
 def answers_with(environment: dict[str, str]) -> dict[str, list[object]]:
-    env = {k: v for k, v in os.environ.items() if k != "SIMSEARCH_CORS_ORIGIN"}
-    env |= {"PYTHONPATH": os.pathsep.join(["lambdas", "."]), "POWERTOOLS_LOG_LEVEL": "WARNING", **environment}
-    done = subprocess.run(
-        [sys.executable, "-c", ANSWER],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
+    answer: dict[str, list[object]] = last_json_line(
+        ANSWER, {"POWERTOOLS_LOG_LEVEL": "WARNING", **environment}, unset={"SIMSEARCH_CORS_ORIGIN"}
     )
-    answer: dict[str, list[object]] = json.loads(done.stdout.strip().splitlines()[-1])
     return answer
 
 

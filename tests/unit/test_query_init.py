@@ -7,15 +7,10 @@ by a stand-in that counts its calls (and fails, when asked to).
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.cold_import import last_json_line
+
 IMPORT = """
 import json, os
 from simsearch import bootstrap
@@ -37,24 +32,16 @@ print(json.dumps({"at_init": at_init, "after_first_request": built}))
 
 
 def import_handler(**environment: str) -> dict[str, list[str]]:
-    env = {k: v for k, v in os.environ.items() if k != "AWS_LAMBDA_INITIALIZATION_TYPE"}
-    env |= {
-        "PYTHONPATH": os.pathsep.join(["lambdas", "."]),
-        "POWERTOOLS_LOG_LEVEL": "CRITICAL",
-        "SIMSEARCH_MODEL_DIR": "/nonexistent",
-        "SIMSEARCH_IMAGES_BUCKET": "images",
-        **environment,
-    }
-    done = subprocess.run(
-        [sys.executable, "-c", IMPORT],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
+    answer: dict[str, list[str]] = last_json_line(
+        IMPORT,
+        {
+            "POWERTOOLS_LOG_LEVEL": "CRITICAL",
+            "SIMSEARCH_MODEL_DIR": "/nonexistent",
+            "SIMSEARCH_IMAGES_BUCKET": "images",
+            **environment,
+        },
+        unset={"AWS_LAMBDA_INITIALIZATION_TYPE"},
     )
-    answer: dict[str, list[str]] = json.loads(done.stdout.strip().splitlines()[-1])
     return answer
 
 
