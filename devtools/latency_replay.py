@@ -19,7 +19,6 @@ keep its connection warm pays it on every request; ``stats()`` counts the connec
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import random
 import re
@@ -35,7 +34,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import urlsplit
+
+from devtools.http_relay import Answer, relay
 
 CONTROL = "/__replay__"
 """Paths under this prefix steer the server (``/replay``, ``/stats``); they are never recorded."""
@@ -46,7 +46,6 @@ DEFAULT_LATENCY_MS: dict[str, tuple[float, float]] = {
     "other": (1.0, 3.0),
 }
 DEFAULT_CONNECT_MS = 20.0
-_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
 _LONG_NUMBERS = re.compile(rb"\[(?:-?[0-9.eE+-]+,){15,}-?[0-9.eE+-]+\]")
 """A JSON list of at least 16 numbers: a vector, matched by its length only."""
 
@@ -77,13 +76,6 @@ def parse_latency(spec: str) -> dict[str, tuple[float, float]]:
         if not 0 <= latency[kind][0] <= latency[kind][1]:
             raise ValueError(f"{item!r}: want 0 <= low <= high milliseconds")
     return latency
-
-
-@dataclass(frozen=True)
-class Answer:
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
 
 
 @dataclass
@@ -138,7 +130,7 @@ class _Handler(BaseHTTPRequestHandler):
                 state.connections += 1
         key = request_key(self.command, self.path, body)
         if not state.replaying:
-            answer = self._forward(state.upstream, body)
+            answer = relay(self, state.upstream, body)
             with state.lock:
                 state.recorded[key] = answer
             self._reply(answer)
@@ -169,19 +161,6 @@ class _Handler(BaseHTTPRequestHandler):
                 "unmatched": list(state.unmatched),
             }
         self._reply(Answer(200, {"Content-Type": "application/json"}, json.dumps(stats).encode()))
-
-    def _forward(self, upstream: str, body: bytes) -> Answer:
-        target = urlsplit(upstream)
-        connection = http.client.HTTPConnection(target.hostname or "127.0.0.1", target.port, timeout=60)
-        try:
-            headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
-            connection.request(self.command, self.path, body=body or None, headers=headers)
-            response = connection.getresponse()
-            payload = response.read()
-            kept = {k: v for k, v in response.getheaders() if k.lower() not in _HOP_BY_HOP}
-            return Answer(response.status, kept, payload)
-        finally:
-            connection.close()
 
     def _reply(self, answer: Answer) -> None:
         self.send_response(answer.status)

@@ -9,7 +9,6 @@ and what came back, and replay the traffic a function made.
 
 from __future__ import annotations
 
-import http.client
 import json
 import threading
 import time
@@ -17,9 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from urllib.parse import urlsplit
 
-_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
+from devtools.http_relay import relay
+
 _ERROR_TYPES = {429: "rejected_execution_exception", 503: "unavailable_shards_exception"}
 
 
@@ -147,17 +146,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.record(Exchange(self.command, self.path, headers, status, body=body, answer=answer))
 
     def _forward(self, upstream: str, body: bytes) -> tuple[int, bytes]:
-        target = urlsplit(upstream)
-        connection = http.client.HTTPConnection(target.hostname or "127.0.0.1", target.port, timeout=60)
-        try:
-            headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
-            connection.request(self.command, self.path, body=body or None, headers=headers)
-            response = connection.getresponse()
-            payload = response.read()
-            kept = {k: v for k, v in response.getheaders() if k.lower() not in _HOP_BY_HOP}
-            return self._reply(response.status, payload, kept)
-        finally:
-            connection.close()
+        answer = relay(self, upstream, body)
+        return self._reply(answer.status, answer.body, answer.headers)
 
     def _reply(self, status: int, payload: bytes, headers: Mapping[str, str]) -> tuple[int, bytes]:
         self.send_response(status)
