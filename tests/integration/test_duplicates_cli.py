@@ -11,12 +11,9 @@ serving index.
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from collections.abc import Iterator
-from contextlib import redirect_stdout
 from dataclasses import replace
-from io import StringIO
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +22,12 @@ import pytest
 from moto import mock_aws
 from opensearchpy import OpenSearch
 
-from localmode import cli, discovery
+from localmode import discovery
 from localmode.harness import local_settings
 from simsearch.ids import content_id
 from simsearch.preprocess import decode_image
 from simsearch.settings import Settings
+from tests.cli_run import imgsearch
 from tests.image_factories import encode
 from tests.query_fixtures import LIMITS, pictures
 
@@ -86,14 +84,8 @@ def settings(
 
 def run(monkeypatch: pytest.MonkeyPatch, settings: Settings, *argv: str) -> tuple[int, Any]:
     """``imgsearch <argv>`` with ``settings`` in the environment: (exit status, stdout, parsed if JSON)."""
-    for name in [n for n in os.environ if n.startswith("SIMSEARCH_")]:
-        monkeypatch.delenv(name)
-    for name, value in settings.to_env().items():
-        monkeypatch.setenv(name, value)
-    out = StringIO()
-    with redirect_stdout(out):
-        status = cli.main(list(argv))
-    return status, json.loads(out.getvalue()) if "--json" in argv else out.getvalue()
+    status, out = imgsearch(monkeypatch, settings, *argv)
+    return status, json.loads(out) if "--json" in argv else out
 
 
 def keys_of(cluster: dict[str, Any]) -> list[list[str]]:

@@ -11,12 +11,9 @@ first by the old model, then by the new one.
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import redirect_stdout
-from io import StringIO
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +21,12 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from localmode import cli, discovery
+from localmode import discovery
 from localmode.harness import local_settings
 from simsearch import bootstrap
 from simsearch.search import ImageQuery, SearchOptions
 from simsearch.settings import Settings
+from tests.cli_run import imgsearch
 from tests.image_factories import photo
 from tests.model_variants import renamed_model
 
@@ -60,14 +58,8 @@ def world(
 
 def run(monkeypatch: pytest.MonkeyPatch, settings: Settings, *argv: str) -> tuple[int, dict[str, Any]]:
     """``imgsearch <argv> --json`` with ``settings`` in the environment: (exit status, its JSON)."""
-    for name in [n for n in os.environ if n.startswith("SIMSEARCH_")]:
-        monkeypatch.delenv(name)
-    for name, value in settings.to_env().items():
-        monkeypatch.setenv(name, value)
-    out = StringIO()
-    with redirect_stdout(out):
-        status = cli.main([*argv, "--json"])
-    return status, json.loads(out.getvalue() or "{}")
+    status, out = imgsearch(monkeypatch, settings, *argv, "--json")
+    return status, json.loads(out or "{}")
 
 
 def test_a_model_change_reindexes_gates_and_switches_while_every_query_is_answered(
