@@ -8,19 +8,21 @@ One run, one process, one machine, two ways of standing in for AWS:
   default; ``--s3-head-ms`` and the like change them). The real ingestion service runs on them, built
   by ``bootstrap.ingestion(images=..., index=...)`` and called through the real handler;
 - real components: the handler deployed by ``localmode.harness`` on moto S3 and SQS (S3 notifications
-  produced by moto, in SQS batches of 10 as the event source delivers them) and each index backend (the
+  produced by moto, in batches as the event source delivers them) and each index backend (the
   OpenSearch node of ``devtools.opensearch_node`` or ``OPENSEARCH_URL``, and the embedded index). Here
   moto and the JVM burn the cores the model needs.
 
 The real model in every row. Measured, each handler invocation followed at once by its baselines on as
 many images, so a busy neighbour on a shared machine slows the handler and its baseline alike:
 
-- handler, new images: ``handlers.ingest.handler`` on fresh uploads (an index lookup, a GET per image,
-  decode, one inference per chunk of 10, bulk upsert, the check after writing), ``--batch`` messages per
-  invocation (10, the deployed event source's, by default);
+- handler, new images: ``handlers.ingest.handler`` on uploads of images it has not seen, each run its
+  own (an index lookup, a GET per image, decode, one inference per chunk of 10, bulk upsert, the check
+  after writing), ``--batch`` messages per invocation (the deployed event source's batch size by
+  default);
 - handler, duplicates: the same events delivered again (a HEAD per image and an index lookup, no
   inference);
-- embed from bytes: ``OnnxEmbedder.embed_images`` on as many JPEGs in batches of 10 (the baseline);
+- embed from bytes: ``OnnxEmbedder.embed_images`` on the same JPEGs in the handler's inference batches
+  (chunks of 10; the baseline);
 - inference only: ``OnnxEmbedder.embed_tensors`` on tensors prepared beforehand.
 
 Besides the throughputs: where the handler's time goes on new images, per stage (fetch, decode,
@@ -74,6 +76,7 @@ from simsearch.embedder import OnnxEmbedder
 from simsearch.index.embedded import EmbeddedIndex
 from simsearch.index.opensearch import OpenSearchIndex
 from simsearch.ingestion import Ingestion
+from simsearch.ingestion.pipeline import chunked
 from simsearch.preprocess import decode_image, to_tensor
 from simsearch.storage import S3ImageStore
 
@@ -244,43 +247,49 @@ def instrumented(clock: StageClock) -> contextlib.AbstractContextManager[StageCl
     )
 
 
-def measure(
-    backend: str, stage: Handler, embedder: OnnxEmbedder, images: Sequence[bytes], *, repeats: int
-) -> Row:
+def measure(backend: str, stage: Handler, embedder: OnnxEmbedder, runs: Sequence[Sequence[bytes]]) -> Row:
     """Each handler invocation on new images is followed at once by embed-only and inference-only on as
-    many images (in batches of 10), so a neighbour's load on a shared machine slows the handler and its
-    baseline alike; the duplicates follow each run as a whole."""
-    stage.invoke(stage.upload("warm-up", images[:BATCH]))
-    groups = {
-        start: images[start : start + BATCH] for start in range(0, len(images), BATCH)
-    }  # the baseline's batches, by first position
-    tensors = {
-        start: np.stack(
-            [to_tensor(decode_image(data, limits=LIMITS).rgb, embedder.manifest) for data in group]
-        )
-        for start, group in groups.items()
-    }
+    many images (in the handler's chunks of 10), so a neighbour's load on a shared machine slows the
+    handler and its baseline alike; the duplicates follow each run as a whole.
+
+    Every run uploads images of its own (``runs[0]`` warms up): the handler looks each image's content
+    up in the index and embeds only what it has not seen, so images a run before had indexed would
+    measure the cache, not ingestion.
+    """
+    warm_up, *timed = runs
+    stage.invoke(stage.upload("warm-up", warm_up))
     timings: dict[str, list[float]] = {"new": [], "duplicates": [], "bytes": [], "inference": []}
     clock = StageClock()
     with instrumented(clock):
-        for repeat in range(repeats):
+        for repeat, images in enumerate(timed):
             events = stage.upload(f"run-{repeat}", images)
             seconds = dict.fromkeys(("new", "bytes", "inference"), 0.0)
             position = 0
             for event in events:
-                starts = range(position, position + len(event["Records"]), BATCH)
-                position += len(event["Records"])
+                mine = images[position : position + len(event["Records"])]
+                position += len(mine)
+                chunks = chunked(mine)  # the handler's inference calls: the baseline makes the same
+                tensors = [
+                    np.stack(
+                        [
+                            to_tensor(decode_image(data, limits=LIMITS).rgb, embedder.manifest)
+                            for data in chunk
+                        ]
+                    )
+                    for chunk in chunks
+                ]
                 with clock.recording():
                     seconds["new"] += elapsed_seconds(lambda: stage.invoke([event]))  # noqa: B023
                 seconds["bytes"] += elapsed_seconds(
-                    lambda: [embedder.embed_images(groups[s], limits=LIMITS) for s in starts]  # noqa: B023
+                    lambda: [embedder.embed_images(chunk, limits=LIMITS) for chunk in chunks]  # noqa: B023
                 )
                 seconds["inference"] += elapsed_seconds(
-                    lambda: [embedder.embed_tensors(tensors[s]) for s in starts]  # noqa: B023
+                    lambda: [embedder.embed_tensors(batch) for batch in tensors]  # noqa: B023
                 )
             for name, value in seconds.items():
                 timings[name].append(value)
             timings["duplicates"].append(elapsed_seconds(lambda: stage.invoke(events)))  # noqa: B023
+    images = timed[0]
     per_second = {name: len(images) / statistics.median(values) for name, values in timings.items()}
     return Row(
         backend=backend,
@@ -290,7 +299,7 @@ def measure(
         embed_from_bytes_per_s=per_second["bytes"],
         inference_only_per_s=per_second["inference"],
         cold_start_s=stage.cold_start_s,
-        stages=clock.report(len(images) * repeats),
+        stages=clock.report(len(images) * len(timed)),
         round_trips=getattr(stage, "round_trips", {}),
     )
 
@@ -344,7 +353,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="python -m devtools.bench_ingest", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--model-dir", type=Path, default=benchkit.MODEL_DIR, help="built by `make model`")
-    parser.add_argument("--images", type=int, default=100, help="uploads per timed run (batches of 10)")
+    parser.add_argument("--images", type=int, default=100, help="uploads per timed run")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per row (the median is kept)")
     parser.add_argument("--threads", type=int, default=0, help="0: every core, as off Lambda")
     parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
@@ -353,8 +362,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--batch",
         type=int,
         default=BATCH,
-        help=f"messages per handler invocation ({BATCH}: the deployed event source; a backfill syncs 20-32 "
-        "keys at once); embed-only always embeds batches of 10",
+        help=f"messages per handler invocation ({BATCH}: the deployed event source's; a backfill syncs 20-32 "
+        "keys at once); embed-only embeds the same chunks of 10 the handler's inference calls take",
     )
     defaults = RemoteLatencies()
     for flag, default, what in (
@@ -383,8 +392,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     threads = inference_threads(args.threads)
     embedder = OnnxEmbedder.load(args.model_dir, threads=threads)
-    images = photos(args.images)
-    rows = run_rows(backends, args, embedder, images, latencies=latencies, threads=threads)
+    runs = [photos(args.images if run else BATCH, seed=run) for run in range(args.repeats + 1)]
+    rows = run_rows(backends, args, embedder, runs, latencies=latencies, threads=threads)
 
     size = "x".join(map(str, PHOTO_SIZE))
     print(
@@ -431,12 +440,13 @@ def run_rows(
     backends: Sequence[str],
     args: argparse.Namespace,
     embedder: OnnxEmbedder,
-    images: Sequence[bytes],
+    runs: Sequence[Sequence[bytes]],
     *,
     latencies: RemoteLatencies,
     threads: int,
 ) -> list[Row]:
-    """One row per backend, each with the process's peak resident memory while it ran."""
+    """One row per backend (on the same ``runs`` of images), each with the process's peak resident memory
+    while it ran."""
     rows = []
     with tempfile.TemporaryDirectory() as scratch, contextlib.ExitStack() as nodes:
         for backend in backends:
@@ -451,11 +461,11 @@ def run_rows(
             benchkit.reset_peak_rss()
             if backend == "remote":
                 with _remote_stage(settings, latencies, dim=embedder.dim, batch=args.batch) as remote:
-                    row = measure(backend, remote, embedder, images, repeats=args.repeats)
+                    row = measure(backend, remote, embedder, runs)
             else:
                 with deployed(settings, quiet=True) as deployment:
                     stage = Stage(deployment, batch=args.batch)
-                    row = measure(backend, stage, embedder, images, repeats=args.repeats)
+                    row = measure(backend, stage, embedder, runs)
             rows.append(replace(row, peak_rss_mb=benchkit.peak_rss_mb()))
             if url:  # an OPENSEARCH_URL node outlives the run: leave it as we found it
                 OpenSearch(hosts=[url]).indices.delete(index=f"{settings.index_prefix}-*")
