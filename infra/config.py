@@ -18,6 +18,7 @@ from typing import Any, Literal, get_args
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_logs as logs
 
+from simsearch.delivery import INGEST_BATCH_SIZE
 from simsearch.errors import ConfigError
 
 Profile = Literal["dev", "prod"]
@@ -38,6 +39,9 @@ QUERY_INDEX_RETRIES = 1
 MIN_QUERY_INDEX_TIMEOUT_S = 0.5
 MAX_BACKFILL_BATCH = 100
 """Keys per backfill batch: S3 keys are up to 1 KB and a Lambda invocation's payload at most 256 KB."""
+MAX_INGEST_BATCH = 10_000
+"""Messages per ingest invocation: Lambda's limit for a standard queue once a batching window is set
+(the uploads queue has one)."""
 UNRESERVED_MINIMUM = 100
 """Lambda keeps at least this much of an account's concurrency unreserved: reserved and provisioned
 concurrency may take only "the unreserved account concurrency minus 100" (Lambda developer guide,
@@ -69,7 +73,7 @@ class DeploymentConfig:
     index_prefix: str = "images"
     ingest_memory_mb: int = 2048
     ingest_timeout_s: int = 60
-    ingest_batch_size: int = 10
+    ingest_batch_size: int = INGEST_BATCH_SIZE
     ingest_max_concurrency: int  # SQS event source cap: at most this many batches hit the domain at once
     ingest_reserved_concurrency: int  # 0: none reserved (a new account has only 10 to share)
     backfill_batch_size: int = 20  # objects per backfill invocation (the distributed map's ItemBatcher)
@@ -200,7 +204,11 @@ class DeploymentConfig:
             (not 1 <= self.ingest_timeout_s <= 900, "ingest_timeout_s must be 1..900 (Lambda's maximum)"),
             (not 128 <= self.ingest_memory_mb <= 10240, "ingest_memory_mb must be 128..10240"),
             (not 128 <= self.query_memory_mb <= 10240, "query_memory_mb must be 128..10240"),
-            (not 1 <= self.ingest_batch_size <= 10, "ingest_batch_size must be 1..10 (standard SQS batch)"),
+            (
+                not 1 <= self.ingest_batch_size <= MAX_INGEST_BATCH,
+                f"ingest_batch_size must be 1..{MAX_INGEST_BATCH:,} (a standard queue's event source with a "
+                "batching window)",
+            ),
             (
                 not 1 <= self.backfill_batch_size <= MAX_BACKFILL_BATCH,
                 f"backfill_batch_size must be 1..{MAX_BACKFILL_BATCH} (a batch's keys travel in one 256 KB "

@@ -33,14 +33,15 @@ from aws_lambda_powertools import Metrics
 from localmode.api_gateway import LambdaHandler, LocalContext, proxy_event
 from localmode.cloud import LocalCloud, provision
 from simsearch import bootstrap
+from simsearch.delivery import INGEST_BATCH_SIZE, RECEIVE_MAX
 from simsearch.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 Function = Literal["ingest", "query"]
 
-BATCH_SIZE = 10
-"""The most messages Lambda hands the ingest function at once (a standard queue's largest batch)."""
+BATCH_SIZE = INGEST_BATCH_SIZE
+"""The most messages Lambda hands the ingest function at once (the deployed event source's batch size)."""
 
 QUIET_POWERTOOLS = {  # local runs print progress, not a JSON log line and an EMF blob per image
     "POWERTOOLS_LOG_LEVEL": "WARNING",
@@ -110,15 +111,22 @@ class UploadsQueue:
         self._sqs = cloud.client("sqs")
 
     def receive(self, *, wait_seconds: int = 0) -> list[dict[str, Any]]:
-        """Up to a batch of messages, received as the event source receives them (every attribute)."""
-        response = self._sqs.receive_message(
-            QueueUrl=self.cloud.queue_url,
-            MaxNumberOfMessages=BATCH_SIZE,
-            WaitTimeSeconds=wait_seconds,
-            AttributeNames=["All"],
-            MessageAttributeNames=["All"],
-        )
-        messages: list[dict[str, Any]] = response.get("Messages", [])
+        """Up to a batch of messages, received as the event source receives them (every attribute): a
+        receive gives at most ``RECEIVE_MAX``, so it receives again, without waiting, until the batch is
+        full or the queue has nothing more (the event source's batching window, ended early)."""
+        messages: list[dict[str, Any]] = []
+        while len(messages) < BATCH_SIZE:
+            response = self._sqs.receive_message(
+                QueueUrl=self.cloud.queue_url,
+                MaxNumberOfMessages=min(RECEIVE_MAX, BATCH_SIZE - len(messages)),
+                WaitTimeSeconds=0 if messages else wait_seconds,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            )
+            received = response.get("Messages", [])
+            if not received:
+                break
+            messages += received
         return messages
 
     def drain(self) -> list[dict[str, Any]]:

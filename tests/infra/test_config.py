@@ -92,6 +92,8 @@ def test_an_unknown_profile_names_the_known_ones() -> None:
         ),
         ({"query_timeout_s": "30"}, "29 s"),
         ({"log_retention_days": "10"}, "log_retention_days"),
+        ({"ingest_batch_size": "0"}, "ingest_batch_size must be 1..10,000"),
+        ({"ingest_batch_size": "10001"}, "ingest_batch_size must be 1..10,000"),
     ],
 )
 def test_combinations_aws_would_refuse_mid_deployment_stop_synth(

@@ -220,8 +220,20 @@ def test_uploads_queue_has_a_dead_letter_queue_and_outlasts_six_function_timeout
             "EventSourceArn": {"Fn::GetAtt": [uploads_id, "Arn"]},
             "FunctionResponseTypes": ["ReportBatchItemFailures"],
             "ScalingConfig": {"MaximumConcurrency": PROFILES[synthesis.profile].ingest_max_concurrency},
+            "BatchSize": PROFILES[synthesis.profile].ingest_batch_size,
         },
     )
+
+
+def test_ingest_batches_larger_than_ten_come_with_the_batching_window_lambda_requires(
+    synthesis: Synthesis,
+) -> None:
+    """Lambda's SQS parameters: BatchSize up to 10,000 on a standard queue, but above 10 only with
+    MaximumBatchingWindowInSeconds of at least 1 (else CloudFormation fails mid-deployment)."""
+    [mapping] = resources(synthesis.template_json, "AWS::Lambda::EventSourceMapping").values()
+    batch = mapping["Properties"]["BatchSize"]
+    assert 1 <= batch <= 10_000
+    assert batch <= 10 or mapping["Properties"].get("MaximumBatchingWindowInSeconds", 0) >= 1
 
 
 def test_bucket_notifies_the_queue_of_created_and_removed_objects(synthesis: Synthesis) -> None:

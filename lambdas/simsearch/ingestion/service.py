@@ -14,7 +14,7 @@ from simsearch.ingestion.decision import Index, Present, Refuse, Remove, Rules, 
 from simsearch.ingestion.documents import Loaded, document_for
 from simsearch.ingestion.failures import FailurePolicy
 from simsearch.ingestion.fan_out import ThreadFanOut
-from simsearch.ingestion.pipeline import Pipeline, chunked
+from simsearch.ingestion.pipeline import CHUNK, Pipeline, chunked
 from simsearch.ingestion.reading import Read, Reader
 from simsearch.ingestion.writer import VerifiedWriter, Write
 from simsearch.manifest import ModelManifest
@@ -26,7 +26,9 @@ if TYPE_CHECKING:
     from simsearch.preprocess import ImageLimits
     from simsearch.storage import ImageStore
 
-DEFAULT_WORKERS = 10  # one per message of a full SQS batch: HEAD, GET and decode overlap
+DEFAULT_WORKERS = 2 * CHUNK
+"""I/O threads: one per key of the chunk being read (HEAD or GET, then decode) and one per key of the
+chunk being checked after its write, since the pipeline overlaps the two."""
 
 DECODE_SLOTS = max(1, min(os.cpu_count() or 1, 4))
 """Images decoded at once: decoding is CPU work, so more than the cores only holds more pixels."""
