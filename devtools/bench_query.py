@@ -4,10 +4,13 @@ In one process and one run, interleaved so every path sees the same machine load
 
 - embed only: ``decode_image`` + ``OnnxEmbedder.embed`` of an inline ~100 KB JPEG (a baseline);
 - index only: ``VectorIndex.search`` with a precomputed vector (k=10), the other baseline;
-- presigning: the ten presigned GET URLs a response carries (``S3ImageStore.presigned_get``);
+- presigning: the ten presigned GET URLs a response carries (``S3ImageStore.presigned_get``), signed
+  anew, and handed out again (``GetPresigner`` reuses a URL for a quarter of its lifetime);
 - handler: ``handlers.query.handler``, deployed by ``localmode.harness``, with the API Gateway event
   of ``POST /search`` carrying the same JPEG as a raw body (base64, as API Gateway delivers it):
-  routing, decoding, embedding, the k-NN query, ten presigned URLs and the JSON response.
+  routing, decoding, embedding, the k-NN query, ten presigned URLs and the JSON response. The same
+  query finds the same results, whose URLs are then handed out again; each handler row is also run
+  with every URL signed anew (``, URLs signed afresh``), as for results no earlier search returned.
 
 Two modes, both by default (``--mode``):
 
@@ -31,6 +34,7 @@ from __future__ import annotations
 import argparse
 import functools
 import io
+import itertools
 import os
 import platform
 import statistics
@@ -51,7 +55,7 @@ from PIL import Image
 from devtools import benchkit
 from devtools.latency_replay import DEFAULT_CONNECT_MS, DEFAULT_LATENCY_MS, LatencyReplay
 from localmode.harness import Deployment, deployed, local_settings
-from simsearch import bootstrap
+from simsearch import bootstrap, storage
 from simsearch.bootstrap import inference_threads
 from simsearch.embedder import OnnxEmbedder
 from simsearch.ids import image_id_for
@@ -68,8 +72,10 @@ GOAL_OVERHEAD_MS = 3.0
 BUCKET = "images"
 MODES = ("real", "remote")
 EMBED, PRESIGN = "embed only (decode + preprocess + ONNX)", "presigned GET URLs x10"
+REUSED = "presigned GET URLs x10, handed out again"
 INDEX, EMBEDDED = "index only (k-NN query, k=10)", "index only (embedded index)"
 HANDLER = "handler POST /search"
+FRESH = "URLs signed afresh"
 
 
 @dataclass(frozen=True)
@@ -169,19 +175,26 @@ def _measure(
             if response["statusCode"] != 200:
                 raise RuntimeError(f"/search answered {response['statusCode']}: {response['body']}")
 
-        works: dict[str, Callable[[], object]] = {
-            EMBED: lambda: embedder.embed([decode_image(data, limits=limits).rgb]),
-            PRESIGN: lambda: [
+        def presign() -> object:
+            return [
                 images.presigned_get(
                     settings.images_bucket, f"bench/{i}.jpg", ttl_seconds=settings.presign_ttl_seconds
                 )
                 for i in range(10)
-            ],
+            ]
+
+        works: dict[str, Callable[[], object]] = {
+            EMBED: lambda: embedder.embed([decode_image(data, limits=limits).rgb]),
+            PRESIGN: lambda: _patched(_no_reuse(), presign),
+            REUSED: presign,
         }
         if "real" in modes:
             works[f"real: {INDEX}"] = lambda: index.search(vector, k=10)
             works[f"real: {EMBEDDED}"] = lambda: embedded.search(vector, k=10)
             works[f"real: {HANDLER}"] = inside.handler("real", handle)
+            works[f"real: {HANDLER}, {FRESH}"] = inside.handler(
+                f"real, {FRESH}", lambda: _patched(_no_reuse(), handle)
+            )
         replay: LatencyReplay | None = None
         if "remote" in modes:
             replay = stack.enter_context(
@@ -195,6 +208,9 @@ def _measure(
             serve_remote = mock.patch("handlers.query.service", lambda: service)
             works[f"remote: {INDEX}"] = lambda: remote_index.search(vector, k=10)
             works[f"remote: {HANDLER}"] = inside.handler("remote", lambda: _patched(serve_remote, handle))
+            works[f"remote: {HANDLER}, {FRESH}"] = inside.handler(
+                f"remote, {FRESH}", lambda: _patched(serve_remote, lambda: _patched(_no_reuse(), handle))
+            )
             for work in (works[f"remote: {INDEX}"], works[f"remote: {HANDLER}"]):
                 work()  # recorded: the node answers through the replay server
             replay.replay()
@@ -270,9 +286,14 @@ class InsideRequests:
         return timed
 
 
-def _patched(patch: Any, work: Callable[[], None]) -> None:
+def _patched(patch: Any, work: Callable[[], object]) -> None:
     with patch:
         work()
+
+
+def _no_reuse() -> Any:
+    """Every presigned URL signed anew, as for results no earlier search returned (``GetPresigner``)."""
+    return mock.patch.object(storage, "REUSE_SHARE", 0)
 
 
 def _report(
@@ -286,11 +307,11 @@ def _report(
 ) -> dict[str, Any]:
     embed = rows[EMBED].p50_ms
     summary: dict[str, Any] = {}
-    for mode in modes:
-        handler, index = rows[f"{mode}: {HANDLER}"].p50_ms, rows[f"{mode}: {INDEX}"].p50_ms
+    for mode, urls in itertools.product(modes, ("", f", {FRESH}")):  # the same results' URLs, or new ones
+        handler, index = rows[f"{mode}: {HANDLER}{urls}"].p50_ms, rows[f"{mode}: {INDEX}"].p50_ms
         overhead = handler - embed - index
-        measured_inside = statistics.median(in_request[mode]) * 1000
-        summary[mode] = {
+        measured_inside = statistics.median(in_request[f"{mode}{urls}"]) * 1000
+        summary[f"{mode}{urls}"] = {
             "handler_p50_ms": handler,
             "embed_p50_ms": embed,
             "index_p50_ms": index,

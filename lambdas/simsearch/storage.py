@@ -7,7 +7,9 @@ image was deleted since the event) from throttling or an outage (retryable).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -128,6 +130,19 @@ class S3ImageStore:
         self._s3.close()
 
 
+MAX_URL_LIFETIME_S = 7 * 24 * 3600
+"""SigV4's longest presigned URL (``X-Amz-Expires``): seven days."""
+REUSE_SHARE = 0.25
+"""For what share of its ``ttl_seconds`` a presigned GET is handed out again."""
+REUSED_URLS = 4096
+"""Presigned GETs kept for reuse (~1.5 KB each with a session token)."""
+
+
+def reuse_seconds(ttl_seconds: int) -> int:
+    """How long a URL asked for ``ttl_seconds`` is handed out again; it is signed for that much longer."""
+    return max(0, min(int(ttl_seconds * REUSE_SHARE), MAX_URL_LIFETIME_S - ttl_seconds))
+
+
 _PROBE_KEY = "presign-probe"
 _PER_SIGNING = {"X-Amz-Date", "X-Amz-Signature"}
 """The query parameters that differ between two signings of the same request: the time, and so the MAC."""
@@ -144,10 +159,17 @@ class GetPresigner:
     client does (expiring role credentials refresh). The probe is also checked: signed the fast way, it
     must carry the very parameters the client's URL does, else that bucket keeps the client's way. So
     does a client that does not sign with SigV4 (the query side's ``QUERY_S3`` does).
+
+    A URL, once signed, is handed out again for a while (``REUSE_SHARE`` of ``ttl_seconds``): it is
+    signed to live that much longer, so every URL still has at least ``ttl_seconds`` to live when given.
+    A popular image then keeps one URL across searches, which the browser can cache, and costs no
+    signing. The most recent ``REUSED_URLS`` URLs are kept; new credentials mean new URLs.
     """
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._client = client
+        self._clock = clock
+        self._issued: OrderedDict[tuple[str, str, int, Any], tuple[str, float]] = OrderedDict()
         signer = getattr(client, "_request_signer", None)  # botocore's, holding the client's credentials
         self._credentials = getattr(signer, "_credentials", None)
         self._region = client.meta.region_name
@@ -157,10 +179,29 @@ class GetPresigner:
         self._lock = threading.Lock()
 
     def url(self, bucket: str, key: str, *, ttl_seconds: int) -> str:
+        """A URL that stays valid at least ``ttl_seconds`` from now (as long as the credentials do)."""
+        credentials = self._credentials.get_frozen_credentials() if self._credentials is not None else None
+        issued = (bucket, key, ttl_seconds, credentials)
+        now = self._clock()
+        with self._lock:
+            reused = self._issued.get(issued)
+            if reused is not None and now < reused[1]:
+                self._issued.move_to_end(issued)
+                return reused[0]
+        reuse = reuse_seconds(ttl_seconds)
+        url = self._sign(bucket, key, ttl_seconds + reuse, credentials)
+        with self._lock:
+            self._issued[issued] = (url, now + reuse)
+            self._issued.move_to_end(issued)
+            while len(self._issued) > REUSED_URLS:
+                self._issued.popitem(last=False)
+        return url
+
+    def _sign(self, bucket: str, key: str, lifetime: int, credentials: Any) -> str:
         prefix = self._prefix(bucket) if self._fast else None
         if prefix is None:
-            return self._client_url(bucket, key, ttl_seconds)
-        return self._signed(prefix + percent_encode(key, safe="/~"), ttl_seconds)
+            return self._client_url(bucket, key, lifetime)
+        return self._signed(prefix + percent_encode(key, safe="/~"), lifetime, credentials)
 
     def _prefix(self, bucket: str) -> str | None:
         """Every URL of ``bucket`` up to its key, or None when the client must presign them itself."""
@@ -175,14 +216,14 @@ class GetPresigner:
         if not parts.path.endswith(f"/{_PROBE_KEY}"):
             return None
         prefix = f"{parts.scheme}://{parts.netloc}{parts.path.removesuffix(_PROBE_KEY)}"
-        ours = urlsplit(self._signed(prefix + _PROBE_KEY, 60))
+        credentials = self._credentials.get_frozen_credentials()  # type: ignore[union-attr]  # _fast
+        ours = urlsplit(self._signed(prefix + _PROBE_KEY, 60, credentials))
         if (ours.scheme, ours.netloc, ours.path) != (parts.scheme, parts.netloc, parts.path):
             return None
         return prefix if _stable_params(ours.query) == _stable_params(parts.query) else None
 
-    def _signed(self, url: str, ttl_seconds: int) -> str:
+    def _signed(self, url: str, ttl_seconds: int, credentials: Any) -> str:
         request = AWSRequest(method="GET", url=url, data=b"", headers={})
-        credentials = self._credentials.get_frozen_credentials()  # type: ignore[union-attr]  # _fast
         S3SigV4QueryAuth(credentials, "s3", self._region, expires=ttl_seconds).add_auth(request)
         signed: str = request.url
         return signed

@@ -10,6 +10,7 @@ import datetime
 from collections.abc import Iterator
 from typing import Any
 from unittest import mock
+from urllib.parse import parse_qsl, urlsplit
 
 import boto3
 import botocore.auth
@@ -18,7 +19,7 @@ from botocore.config import Config
 
 from infra.config import QUERY_RESERVE_S
 from simsearch import bootstrap
-from simsearch.storage import S3ImageStore
+from simsearch.storage import MAX_URL_LIFETIME_S, REUSED_URLS, GetPresigner, S3ImageStore, reuse_seconds
 
 KEYS = [
     "photos/cat.jpg",
@@ -61,7 +62,7 @@ def test_presigned_urls_are_the_ones_the_client_makes(region: str, endpoint: str
         for key in KEYS:
             for ttl in (60, 900):
                 made = client.generate_presigned_url(
-                    "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=ttl
+                    "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=ttl + reuse_seconds(ttl)
                 )
                 assert store.presigned_get(bucket, key, ttl_seconds=ttl) == made
 
@@ -69,7 +70,10 @@ def test_presigned_urls_are_the_ones_the_client_makes(region: str, endpoint: str
 @pytest.mark.usefixtures("still_clock")
 def test_a_client_that_does_not_sign_with_sigv4_presigns_itself() -> None:
     client = s3(config=Config(signature_version="s3"))
-    made = client.generate_presigned_url("get_object", Params={"Bucket": "images", "Key": "a"}, ExpiresIn=60)
+    lifetime = 60 + reuse_seconds(60)
+    made = client.generate_presigned_url(
+        "get_object", Params={"Bucket": "images", "Key": "a"}, ExpiresIn=lifetime
+    )
     assert S3ImageStore(client).presigned_get("images", "a", ttl_seconds=60) == made
 
 
@@ -81,6 +85,63 @@ def test_each_url_is_signed_with_the_credentials_of_the_moment() -> None:
     client._request_signer._credentials.token = "refreshed"  # what a refresh does to the shared object
     assert "X-Amz-Security-Token=token" in first
     assert "X-Amz-Security-Token=refreshed" in store.presigned_get("images", "a", ttl_seconds=60)
+
+
+class Clock:
+    """Seconds since ``NOW``, for the presigner's reuse and for botocore's signing time alike."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def __call__(self) -> float:
+        return self.seconds
+
+    def datetime(self, *_: Any, **__: Any) -> datetime.datetime:
+        return NOW + datetime.timedelta(seconds=self.seconds)
+
+
+@pytest.fixture
+def clock() -> Iterator[Clock]:
+    clock = Clock()
+    with mock.patch.object(botocore.auth, "get_current_datetime", clock.datetime):
+        yield clock
+
+
+def lives_for(url: str, *, at: datetime.datetime) -> float:
+    """Seconds ``url`` stays valid after ``at``, by its own ``X-Amz-Date`` and ``X-Amz-Expires``."""
+    params = dict(parse_qsl(urlsplit(url).query))
+    signed = datetime.datetime.strptime(params["X-Amz-Date"], "%Y%m%dT%H%M%SZ")
+    return (signed - at).total_seconds() + int(params["X-Amz-Expires"])
+
+
+def test_a_url_is_handed_out_again_only_while_it_still_has_its_ttl_to_live(clock: Clock) -> None:
+    presigner, ttl = GetPresigner(s3(), clock=clock), 900
+    first = presigner.url("images", "a.jpg", ttl_seconds=ttl)
+    handed_out = []
+    for clock.seconds in range(0, 2 * ttl, 7):
+        url = presigner.url("images", "a.jpg", ttl_seconds=ttl)
+        assert lives_for(url, at=clock.datetime()) >= ttl
+        handed_out.append(url)
+    assert handed_out.count(first) == len(range(0, reuse_seconds(ttl), 7))  # reused for a quarter of the ttl
+    assert len(set(handed_out)) > 1
+    assert presigner.url("images", "b.jpg", ttl_seconds=ttl) != presigner.url(
+        "images", "a.jpg", ttl_seconds=ttl
+    )
+
+
+def test_no_url_is_signed_for_longer_than_sigv4_allows(clock: Clock) -> None:
+    url = GetPresigner(s3(), clock=clock).url("images", "a.jpg", ttl_seconds=MAX_URL_LIFETIME_S)
+    assert lives_for(url, at=clock.datetime()) == MAX_URL_LIFETIME_S
+
+
+def test_only_the_most_recent_urls_are_kept_for_reuse(clock: Clock) -> None:
+    presigner = GetPresigner(s3(), clock=clock)
+    oldest = presigner.url("images", "0.jpg", ttl_seconds=900)
+    for n in range(1, REUSED_URLS + 1):
+        presigner.url("images", f"{n}.jpg", ttl_seconds=900)
+    clock.seconds = 1  # well inside the reuse window: only a forgotten URL is signed again
+    assert presigner.url("images", f"{REUSED_URLS}.jpg", ttl_seconds=900) != oldest
+    assert presigner.url("images", "0.jpg", ttl_seconds=900) != oldest
 
 
 def test_the_query_functions_s3_reads_end_inside_its_reserve() -> None:
