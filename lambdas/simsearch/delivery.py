@@ -26,10 +26,10 @@ INGEST_BATCH_SIZE: Final = 50
 
 Each invocation pays its round trips once, whatever its size: before the first image can be embedded,
 an index look-up and the GETs; after the last, a bulk write and the check after writing (~0.1 s at the
-latencies ``make bench-ingest`` models). Inside an invocation the pipeline hides them behind inference, chunk by chunk, so the larger
-the batch, the closer ingestion runs to the model's own speed (``make bench-ingest``). A standard queue
-allows 10,000 once a batching window is set (the uploads queue has one); 50 ResNet50 photos take ~15 s
-of a 60 s timeout."""
+latencies ``make bench-ingest`` models). Inside an invocation the pipeline hides the rest behind
+inference, chunk by chunk, so the larger the batch, the closer ingestion runs to the model's own speed.
+A standard queue allows 10,000 once a batching window is set (the uploads queue has one); 50 ResNet50
+photos take ~15 s of a 60 s timeout."""
 
 RECEIVE_MAX: Final = 10
 """The most messages one SQS ``ReceiveMessage`` returns: a larger batch takes several receives."""

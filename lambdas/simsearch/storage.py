@@ -182,16 +182,15 @@ class GetPresigner:
         """A URL that stays valid at least ``ttl_seconds`` from now (as long as the credentials do)."""
         credentials = self._credentials.get_frozen_credentials() if self._credentials is not None else None
         issued = (bucket, key, ttl_seconds, credentials)
-        now = self._clock()
+        now, reuse = self._clock(), reuse_seconds(ttl_seconds)
         with self._lock:
             reused = self._issued.get(issued)
-            if reused is not None and now < reused[1]:
+            if reused is not None and now < reused[1] + reuse:  # signed at reused[1]
                 self._issued.move_to_end(issued)
                 return reused[0]
-        reuse = reuse_seconds(ttl_seconds)
         url = self._sign(bucket, key, ttl_seconds + reuse, credentials)
         with self._lock:
-            self._issued[issued] = (url, now + reuse)
+            self._issued[issued] = (url, now)
             self._issued.move_to_end(issued)
             while len(self._issued) > REUSED_URLS:
                 self._issued.popitem(last=False)
