@@ -75,8 +75,8 @@ bench-model: deps model
 	$(PY) -m model.bench --out build/bench/model.json
 	$(PY) -m devtools.bench_embedding
 
-bench-ingest: deps opensearch model  ## images/s through the ingest handler vs embedding alone, same run (REMOTE=1: the remote-latency row alone)
-	$(PY) -m devtools.bench_ingest $(if $(REMOTE),--remote)
+bench-ingest: deps opensearch model  ## images/s through the ingest handler vs embedding alone, same run (REMOTE=1: the remote-latency row alone; LAMBDA_MEMORY=2048: that row on the CPU such a function gets)
+	$(PY) -m devtools.bench_ingest $(if $(REMOTE),--remote) $(if $(LAMBDA_MEMORY),--lambda-memory $(LAMBDA_MEMORY))
 
 bench-decode: deps model  ## JPEG draft decoding: cosine to full decodes (celebrity set, 12 MP photos), a 12 MP batch's peak RSS
 	$(PY) -m devtools.bench_decode

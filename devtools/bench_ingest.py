@@ -6,7 +6,9 @@ One run, one process, one machine, two ways of standing in for AWS:
   remote services that cost no local CPU but take milliseconds per round trip
   (``devtools.remote_latency``: S3 HEAD/GET 15-30 ms, index reads 5-15 ms, bulk writes 20-50 ms by
   default; ``--s3-head-ms`` and the like change them). The real ingestion service runs on them, built
-  by ``bootstrap.ingestion(images=..., index=...)`` and called through the real handler;
+  by ``bootstrap.ingestion(images=..., index=...)`` and called through the real handler.
+  ``--lambda-memory MB`` runs this row on the CPU a function of that size gets (one core and one
+  inference thread at the deployed 2,048 MB) rather than on every core of this machine;
 - real components: the handler deployed by ``localmode.harness`` on moto S3 and SQS (S3 notifications
   produced by moto, in batches as the event source delivers them) and each index backend (the
   OpenSearch node of ``devtools.opensearch_node`` or ``OPENSEARCH_URL``, and the embedded index). Here
@@ -72,7 +74,7 @@ from localmode.harness import (
 )
 from simsearch import bootstrap
 from simsearch.bootstrap import inference_threads
-from simsearch.embedder import OnnxEmbedder
+from simsearch.embedder import OnnxEmbedder, ort_threads
 from simsearch.index.embedded import EmbeddedIndex
 from simsearch.index.opensearch import OpenSearchIndex
 from simsearch.ingestion import Ingestion
@@ -356,6 +358,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--images", type=int, default=100, help="uploads per timed run")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per row (the median is kept)")
     parser.add_argument("--threads", type=int, default=0, help="0: every core, as off Lambda")
+    parser.add_argument(
+        "--lambda-memory",
+        type=int,
+        default=0,
+        metavar="MB",
+        help="the remote row alone, on the CPU a function of MB gets: the process pinned to as many cores "
+        "as Lambda gives it (1 at the deployed 2,048 MB), one inference thread per core; 0: every core",
+    )
     parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
     parser.add_argument("--remote", action="store_true", help="the remote-latency row alone")
     parser.add_argument(
@@ -382,7 +392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if not benchkit.model_is_built(args.model_dir):
         return 1
-    backends = ["remote"] if args.remote else args.backends
+    backends = ["remote"] if args.remote or args.lambda_memory else args.backends
     latencies = RemoteLatencies(
         s3_head=args.s3_head_ms,
         s3_get=args.s3_get_ms,
@@ -390,15 +400,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         index_read=args.index_read_ms,
         index_bulk=args.bulk_ms,
     )
-    threads = inference_threads(args.threads)
+    threads = lambda_cpu(args.lambda_memory) if args.lambda_memory else inference_threads(args.threads)
     embedder = OnnxEmbedder.load(args.model_dir, threads=threads)
     runs = [photos(args.images if run else BATCH, seed=run) for run in range(args.repeats + 1)]
     rows = run_rows(backends, args, embedder, runs, latencies=latencies, threads=threads)
 
     size = "x".join(map(str, PHOTO_SIZE))
     print(
-        f"model {embedder.model_id}, {threads} threads on {os.cpu_count()} cores, {size} JPEGs, "
-        f"{args.batch} messages per invocation"
+        f"model {embedder.model_id}, {threads} threads on {len(os.sched_getaffinity(0))} of {os.cpu_count()} "
+        f"cores, {size} JPEGs, {args.batch} messages per invocation"
+        + (f", as a {args.lambda_memory} MB function" if args.lambda_memory else "")
     )
     if "remote" in backends:
         print(f"remote: {latencies.describe()}")
@@ -422,6 +433,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "model_id": embedder.model_id,
         "threads": threads,
         "cpu_count": os.cpu_count(),
+        "cores_used": len(os.sched_getaffinity(0)),
+        "lambda_memory_mb": args.lambda_memory or None,
         "machine": platform.processor() or platform.machine(),
         "photo_size": PHOTO_SIZE,
         "batch": args.batch,
@@ -434,6 +447,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     benchkit.write_report(args.out, report)
     return 0
+
+
+def lambda_cpu(memory_mb: int) -> int:
+    """Pin this process to the cores a function of ``memory_mb`` gets (``simsearch.embedder.ort_threads``,
+    which also sets its inference threads), before any thread starts; returns how many."""
+    cores = ort_threads(0, lambda_memory_mb=memory_mb, cpu_count=os.cpu_count())
+    os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:cores])
+    return cores
 
 
 def run_rows(

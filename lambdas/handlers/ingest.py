@@ -5,12 +5,14 @@ reads the batch's notifications (``notifications.NotificationBatch``), syncs eve
 and then lets Powertools' ``process_partial_response`` settle each record: the record handler raises
 for a message that names a key to retry, and Powertools builds ``batchItemFailures`` from exactly
 those. ``raise_on_entire_batch_failure=False`` keeps a batch in which every message must be retried a
-normal response listing all of them, not an error.
+normal response listing all of them, not an error. The service is told when the invocation's time runs
+out: a batch too large for the time left returns its unstarted keys for redelivery instead of timing out.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Sequence
 from functools import cache
@@ -62,7 +64,8 @@ def service() -> Ingestion:
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     batch = NotificationBatch.read((record.message_id, record.body) for record in SQSEvent(event).records)
-    outcomes = service().sync(batch.changes)
+    deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000
+    outcomes = service().sync(batch.changes, deadline=deadline)
     _observe(outcomes, batch)
     retry = batch.to_retry(outcomes)
 

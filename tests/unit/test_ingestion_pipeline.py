@@ -8,6 +8,7 @@ shown by one stage waiting for another to have started.
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -15,8 +16,9 @@ import pytest
 from devtools.remote_latency import Latency, RemoteImageStore, RemoteIndex, RemoteLatencies
 from localmode.harness import local_settings
 from simsearch import bootstrap
-from simsearch.ingestion import Change, IngestionService
+from simsearch.ingestion import OUT_OF_TIME, Change, IngestionService
 from simsearch.ingestion.pipeline import CHUNK, Pipeline, chunked
+from simsearch.ingestion.time_budget import MARGIN_S
 from tests.fakes import StubEmbedder
 from tests.image_factories import photo
 
@@ -135,3 +137,59 @@ def test_chunks_are_consecutive_and_a_full_sqs_batch_is_one() -> None:
     assert chunked(list(range(10))) == [list(range(10))]
     assert chunked(list(range(23)), 10) == [list(range(10)), list(range(10, 20)), [20, 21, 22]]
     assert chunked([]) == []
+
+
+def test_a_batch_cut_short_reads_no_further_chunk_and_answers_each_one_not_started() -> None:
+    read: list[int] = []
+
+    def read_chunk(chunk: list[int]) -> int:
+        read.append(chunk[0])
+        return chunk[0]
+
+    pipeline = Pipeline()
+    try:
+        outcomes = pipeline.run(
+            [[0], [1], [2], [3]],
+            read=read_chunk,
+            embed=lambda _plan: None,
+            write=lambda plan: [f"written {plan}"],
+            may_start=lambda started: started < 2,
+            skip=lambda chunk: [f"skipped {chunk[0]}"],
+        )
+        refused_at_once = pipeline.run(
+            [[4]],
+            read=read_chunk,
+            embed=lambda _plan: None,
+            write=lambda plan: [f"written {plan}"],
+            may_start=lambda _started: False,
+            skip=lambda chunk: [f"skipped {chunk[0]}"],
+        )
+    finally:
+        pipeline.close()
+    assert outcomes == ["written 0", "written 1", "skipped 2", "skipped 3"]
+    assert refused_at_once == ["skipped 4"]
+    assert read == [0, 1]
+
+
+def test_a_pipeline_that_may_stop_must_say_what_the_chunks_not_started_answer() -> None:
+    pipeline = Pipeline()
+    try:
+        with pytest.raises(TypeError, match="go together"):
+            pipeline.run([[0]], read=lambda c: c, embed=lambda _p: None, write=lambda p: p, may_start=bool)
+    finally:
+        pipeline.close()
+
+
+def test_out_of_time_every_key_comes_back_to_retry_and_nothing_is_read(tmp_path: Path) -> None:
+    store, stub = RemoteImageStore(INSTANT), StubEmbedder()
+    index = RemoteIndex(dim=stub.dim, latencies=INSTANT)
+    keys = [f"photos/{n:02d}.jpg" for n in range(2 * CHUNK + 3)]
+    for seed, key in enumerate(keys):
+        store.put(BUCKET, key, photo(seed))
+    service = service_on(tmp_path, store, index, stub)
+    before = dict(store.round_trips)
+
+    outcomes = service.sync(changes(*keys), deadline=time.monotonic() + MARGIN_S / 2)
+
+    assert [(o.key, o.kind, o.reason) for o in outcomes] == [(key, "retry", OUT_OF_TIME) for key in keys]
+    assert (store.round_trips, stub.calls, index.count()) == (before, [], 0)

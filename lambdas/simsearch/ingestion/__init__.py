@@ -23,6 +23,7 @@ A batch goes through one module per step, each small enough to read on its own:
 - ``failures``: the failure policy: retry what is transient, record what is permanent;
 - ``writer``: one bulk upsert and one bulk delete, each write checked against the bucket afterwards;
 - ``pipeline``: a batch of more than ten keys in chunks, each read and written while its neighbour infers;
+- ``time_budget``: whether the invocation has time for another chunk (else its keys retry later);
 - ``service``: ``IngestionService.sync``, which runs a batch through those steps.
 
 Where changes come from is not ingestion's concern: the ingest handler reads them from SQS messages of
@@ -33,6 +34,7 @@ from simsearch.ingestion.changes import (
     CHANGED_DURING_INGESTION,
     EMBEDDING_REUSED,
     INDEX_WRITE_FAILED,
+    OUT_OF_TIME,
     QUERY_UPLOAD,
     Change,
     Ingestion,
@@ -46,6 +48,7 @@ __all__ = [
     "DEFAULT_WORKERS",
     "EMBEDDING_REUSED",
     "INDEX_WRITE_FAILED",
+    "OUT_OF_TIME",
     "QUERY_UPLOAD",
     "Change",
     "Ingestion",

@@ -19,6 +19,9 @@ CHANGED_DURING_INGESTION = "changed_during_ingestion"
 INDEX_WRITE_FAILED = "index_write_failed"
 """Retry reason: the index did not accept this document, after the adapter's own retries."""
 
+OUT_OF_TIME = "out_of_time"
+"""Retry reason: the invocation had no time left to start this key's chunk (``time_budget``)."""
+
 EMBEDDING_REUSED = "embedding_reused"
 """Indexed reason: the index already held a vector of these bytes from this model; no inference ran."""
 
@@ -89,8 +92,12 @@ def newest_sequencer(sequencers: Iterable[str | None]) -> str | None:
 
 
 class Ingestion(Protocol):
-    """What keeps indexes in step with a bucket: one index (``IngestionService``) or every writing one."""
+    """What keeps indexes in step with a bucket: one index (``IngestionService``) or every writing one.
 
-    def sync(self, changes: Sequence[Change]) -> list[KeyOutcome]: ...
+    ``deadline`` (``time.monotonic`` seconds) is when the caller's time runs out: keys that cannot be
+    done by then are answered ``retry`` with ``OUT_OF_TIME``, untouched.
+    """
+
+    def sync(self, changes: Sequence[Change], *, deadline: float | None = None) -> list[KeyOutcome]: ...
 
     def close(self) -> None: ...

@@ -39,10 +39,12 @@ class CollectionIngestion:
         self._limits, self._query_upload_prefix, self._workers = limits, query_upload_prefix, workers
         self._services: dict[str, IngestionService] = {}
 
-    def sync(self, changes: Sequence[Change]) -> list[KeyOutcome]:
+    def sync(self, changes: Sequence[Change], *, deadline: float | None = None) -> list[KeyOutcome]:
         """Bring every writing index in line with ``changes``; one outcome per key and index."""
         return [
-            outcome for target in self._targets.writing() for outcome in self._service(target).sync(changes)
+            outcome
+            for target in self._targets.writing()
+            for outcome in self._service(target).sync(changes, deadline=deadline)
         ]
 
     def into(self, name: str) -> IngestionService:

@@ -9,13 +9,22 @@ from typing import TYPE_CHECKING
 
 from simsearch.errors import SimsearchError
 from simsearch.ingestion.cache import EmbeddingCache
-from simsearch.ingestion.changes import EMBEDDING_REUSED, QUERY_UPLOAD, Change, KeyOutcome, Target, targets_of
+from simsearch.ingestion.changes import (
+    EMBEDDING_REUSED,
+    OUT_OF_TIME,
+    QUERY_UPLOAD,
+    Change,
+    KeyOutcome,
+    Target,
+    targets_of,
+)
 from simsearch.ingestion.decision import Index, Present, Refuse, Remove, Rules, Unchanged
 from simsearch.ingestion.documents import Loaded, document_for
 from simsearch.ingestion.failures import FailurePolicy
 from simsearch.ingestion.fan_out import ThreadFanOut
 from simsearch.ingestion.pipeline import CHUNK, Pipeline, chunked
 from simsearch.ingestion.reading import Read, Reader
+from simsearch.ingestion.time_budget import TimeBudget
 from simsearch.ingestion.writer import VerifiedWriter, Write
 from simsearch.manifest import ModelManifest
 from simsearch.preprocess import draft_min_side
@@ -83,13 +92,14 @@ class IngestionService:
         self._writer = VerifiedWriter(index=index, images=images, fan_out=self._fan_out)
         self._pipeline = Pipeline()
 
-    def sync(self, changes: Sequence[Change]) -> list[KeyOutcome]:
+    def sync(self, changes: Sequence[Change], *, deadline: float | None = None) -> list[KeyOutcome]:
         """Bring the index in line with the current state of every key in ``changes``; one outcome per key.
 
         Look at each key as it is now, decide what it needs, load and embed the objects to index as one
         batch, then write it all and keep only the writes the bucket still agrees with. A batch of more
         than ``pipeline.CHUNK`` keys goes in chunks whose reads and writes overlap the inference of
-        their neighbours (``simsearch.ingestion.pipeline``).
+        their neighbours (``simsearch.ingestion.pipeline``). With a ``deadline`` (``time.monotonic``),
+        chunks that would not finish in time are not started (``simsearch.ingestion.time_budget``).
         """
         skipped: list[KeyOutcome] = []
         to_look: list[Target] = []
@@ -98,8 +108,17 @@ class IngestionService:
                 skipped.append(target.outcome("skipped", reason=QUERY_UPLOAD))
             else:
                 to_look.append(target)
+        chunks = chunked(to_look)
+        if deadline is None:
+            return skipped + self._pipeline.run(chunks, read=self._read, embed=self._embed, write=self._write)
+        budget = TimeBudget(deadline)
         return skipped + self._pipeline.run(
-            chunked(to_look), read=self._read, embed=self._embed, write=self._write
+            chunks,
+            read=self._read,
+            embed=self._embed,
+            write=self._write,
+            may_start=budget.allows,
+            skip=_out_of_time,
         )
 
     def close(self) -> None:
@@ -149,6 +168,11 @@ class IngestionService:
 
     def _write(self, plan: _Plan) -> list[KeyOutcome]:
         return plan.outcomes + self._writer.write(plan.writes)  # bulk writes, each checked afterwards
+
+
+def _out_of_time(chunk: Sequence[Target]) -> list[KeyOutcome]:
+    detail = "the invocation had no time left for this key; it comes back with its message"
+    return [target.outcome("retry", reason=OUT_OF_TIME, detail=detail) for target in chunk]
 
 
 def _draft_side(embedder: Embedder) -> int | None:
