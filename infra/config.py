@@ -18,7 +18,7 @@ from typing import Any, Literal, get_args
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_logs as logs
 
-from simsearch.delivery import INGEST_BATCH_SIZE
+from simsearch.delivery import INGEST_BATCH_SIZE, SLOW_MODEL_INGEST_BATCH_SIZE
 from simsearch.errors import ConfigError
 
 Profile = Literal["dev", "prod"]
@@ -73,7 +73,7 @@ class DeploymentConfig:
     index_prefix: str = "images"
     ingest_memory_mb: int = 2048
     ingest_timeout_s: int = 60
-    ingest_batch_size: int = INGEST_BATCH_SIZE
+    ingest_batch_size: int = 0  # 0: by model (ingest_batch); else 1..10,000
     ingest_max_concurrency: int  # SQS event source cap: at most this many batches hit the domain at once
     ingest_reserved_concurrency: int  # 0: none reserved (a new account has only 10 to share)
     backfill_batch_size: int = 20  # objects per backfill invocation (the distributed map's ItemBatcher)
@@ -91,6 +91,15 @@ class DeploymentConfig:
     throttle_burst: int
     cors_origin: str = "*"
     alarm_email: str = ""
+
+    @property
+    def ingest_batch(self) -> int:
+        """Messages per ingest invocation: ``ingest_batch_size``, else what suits the model's speed
+        (``simsearch.delivery``); a ``model_dir``'s model counts as slow, since its speed is not known."""
+        if self.ingest_batch_size:
+            return self.ingest_batch_size
+        fast = self.model == "mobilenet_v2" and not self.model_dir
+        return INGEST_BATCH_SIZE if fast else SLOW_MODEL_INGEST_BATCH_SIZE
 
     @property
     def removal_policy(self) -> RemovalPolicy:
@@ -205,9 +214,9 @@ class DeploymentConfig:
             (not 128 <= self.ingest_memory_mb <= 10240, "ingest_memory_mb must be 128..10240"),
             (not 128 <= self.query_memory_mb <= 10240, "query_memory_mb must be 128..10240"),
             (
-                not 1 <= self.ingest_batch_size <= MAX_INGEST_BATCH,
+                not 0 <= self.ingest_batch_size <= MAX_INGEST_BATCH,
                 f"ingest_batch_size must be 1..{MAX_INGEST_BATCH:,} (a standard queue's event source with a "
-                "batching window)",
+                "batching window), or 0 for the model's default",
             ),
             (
                 not 1 <= self.backfill_batch_size <= MAX_BACKFILL_BATCH,

@@ -86,7 +86,7 @@ class Ingestion(Construct):
         self.function.add_event_source(
             SqsEventSource(
                 uploads,
-                batch_size=config.ingest_batch_size,
+                batch_size=config.ingest_batch,
                 max_batching_window=BATCHING_WINDOW,
                 max_concurrency=config.ingest_max_concurrency,
                 report_batch_item_failures=True,

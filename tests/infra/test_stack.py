@@ -10,6 +10,7 @@ import importlib
 import json
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -220,7 +221,7 @@ def test_uploads_queue_has_a_dead_letter_queue_and_outlasts_six_function_timeout
             "EventSourceArn": {"Fn::GetAtt": [uploads_id, "Arn"]},
             "FunctionResponseTypes": ["ReportBatchItemFailures"],
             "ScalingConfig": {"MaximumConcurrency": PROFILES[synthesis.profile].ingest_max_concurrency},
-            "BatchSize": PROFILES[synthesis.profile].ingest_batch_size,
+            "BatchSize": replace(PROFILES[synthesis.profile], model=SYNTH_MODEL).ingest_batch,
         },
     )
 
