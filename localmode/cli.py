@@ -16,6 +16,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -96,6 +97,7 @@ def _serve(args: argparse.Namespace) -> int:
         verbose=args.verbose,
         images=images,
     )
+    signal.signal(signal.SIGTERM, _interrupt)  # kill, systemd, Docker, CI: stop as Ctrl-C stops
     try:
         with started(config) as stack, discovery.announced(_running(stack)):
             print(f"S3 and SQS (moto) at {stack.cloud.endpoint}", flush=True)
@@ -112,6 +114,12 @@ def _serve(args: argparse.Namespace) -> int:
         flag = "--port" if error.port == args.port else "--s3-port"
         raise CommandFailed(f"{error} with {flag}") from error
     return 0
+
+
+def _interrupt(_signal: int, _frame: object) -> None:
+    """SIGTERM's default ends the process on the spot, leaving the note that points the other commands
+    at a stack no longer there; raised as Ctrl-C, it closes the stack the same way."""
+    raise KeyboardInterrupt
 
 
 def _running(stack: LocalStack) -> discovery.RunningStack:

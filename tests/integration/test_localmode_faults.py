@@ -26,6 +26,7 @@ import pytest
 import requests
 
 from localmode.cloud import CREDENTIALS
+from localmode.discovery import NOTE
 from simsearch.ids import image_id_for
 from simsearch.index.embedded import EmbeddedFailureLog, EmbeddedIndex
 from simsearch.manifest import ModelManifest
@@ -258,4 +259,23 @@ def test_serve_stops_at_start_naming_the_path_the_cause_and_the_fix(
     assert "error (config_error): " in serve.output
     assert expected in serve.output
     assert str(blamed) in serve.output and "writable by this user" in serve.output
+    assert "Traceback" not in serve.output
+
+
+def test_serve_stopped_by_sigterm_shuts_down_as_ctrl_c_does(
+    folder: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    """``kill``, systemd, Docker and CI runners stop a process with SIGTERM: the stack must close as it
+    does on Ctrl-C, and take down the note that tells the other commands where it runs."""
+    argv = serve_argv(
+        folder, model_dir=model_dir, index_path=tmp_path / "index.sqlite", api=free_port(), s3=free_port()
+    )
+    with serving(argv, cwd=tmp_path) as serve:
+        serve.wait_for(the_url, timeout=START_TIMEOUT_S)
+        note = tmp_path / NOTE
+        assert note.is_file()
+        serve.process.send_signal(signal.SIGTERM)
+        status = serve.exit_status(timeout=60)
+    assert (status, note.exists()) == (0, False), serve.output
+    assert serve.output.splitlines()[-1] == "stopped"
     assert "Traceback" not in serve.output
