@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import cast, get_args
 
@@ -45,6 +46,7 @@ DEFAULT_MODEL_DIR = Path("build/models/mobilenet_v2")
 DEFAULT_OUT = Path("build/eval/near-duplicates")
 DEFAULT_COPIES = 2
 DEFAULT_K = 10
+RECORDED_RULE = "precision first"  # a false "duplicate" hides a photo someone wanted
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -119,7 +121,21 @@ def _model_results(
             vectors = _whitened(base, setup, settings)
             name = f"{manifest.arch} + {settings}"
         results.append(_variant(setup, vectors, name=name, manifest=manifest))
+        if whitening == "none" and args.record:
+            _record(model_dir, manifest, results[-1])
     return results
+
+
+def _record(model_dir: Path, manifest: ModelManifest, result: VariantResult) -> None:
+    """Write the threshold chosen by ``RECORDED_RULE`` into the model's manifest, where the query API and
+    ``imgsearch duplicates`` read it; never for weights that are not what the manifest names."""
+    provenance = weights_provenance(manifest)
+    if provenance.startswith(("synthetic", "NOT the published")):
+        print(f"not recorded in {model_dir}: its weights are {provenance}", file=sys.stderr)
+        return
+    threshold = result.chosen[RECORDED_RULE].threshold
+    path = replace(manifest, near_duplicate_threshold=threshold).save(model_dir)
+    print(f"recorded near_duplicate_threshold {threshold:.3f} ({RECORDED_RULE}) in {path}", file=sys.stderr)
 
 
 def weights_provenance(manifest: ModelManifest) -> str:
@@ -200,6 +216,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--precision-target", type=float, default=0.99)
     parser.add_argument("--recall-target", type=float, default=0.99)
     parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime and image-editing threads")
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help=f"write each model's {RECORDED_RULE!r} threshold (without whitening) into its manifest, which "
+        "the query API and `imgsearch duplicates` then use",
+    )
     return parser
 
 

@@ -2,9 +2,10 @@
 
 Exact duplicates (the same bytes under several keys) are found by content id in one scan; with
 ``--near``, near duplicates too (the same picture in other bytes: one k-NN search per content, joined
-with union-find, ``simsearch.duplicates``), at ``THRESHOLD`` or the deployment's
-``near_duplicate_threshold``. The report counts them, lists the largest clusters, and says how many bytes
-deleting all but one file of each would reclaim (the largest file is the one kept).
+with union-find, ``simsearch.duplicates``), at ``THRESHOLD``, else the serving model's measured threshold
+(its manifest's, when the model is on this machine), else the deployment's ``near_duplicate_threshold``.
+The report counts them, lists the largest clusters, and says how many bytes deleting all but one file of
+each would reclaim (the largest file is the one kept).
 
 The index is the serving index of the running local stack, or of the deployment ``SIMSEARCH_*``
 variables name. Nothing is deleted. Exit status: 0 (duplicates or not), 1 if the index cannot be read.
@@ -17,15 +18,19 @@ import json
 import sys
 from contextlib import closing
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from localmode import discovery
 from localmode.errors import CommandFailed
 from simsearch import duplicates
+from simsearch.errors import ConfigError
+from simsearch.manifest import ModelManifest
 
 if TYPE_CHECKING:
     from simsearch.duplicates import Cluster, Content
-    from simsearch.index.port import VectorIndex
+    from simsearch.index.port import IndexInfo, VectorIndex
+    from simsearch.settings import Settings
 
 DEFAULT_TOP = 10
 _SETTING = object()  # --near without a value: the deployment's threshold (argparse types only strings)
@@ -113,14 +118,25 @@ def run(args: argparse.Namespace) -> int:
     from simsearch.index import connect_collection
 
     settings = discovery.target_settings()
-    threshold = settings.near_duplicate_threshold if args.near is _SETTING else args.near
     with closing(connect_collection(settings)) as collection:
         serving = next(iter(collection.pointed("serving")), None)
         if serving is None:
             raise CommandFailed("no index serves yet: start the stack (`imgsearch serve`) or deploy first")
+        threshold = model_threshold(serving, settings) if args.near is _SETTING else args.near
         found = find(collection.index(serving), threshold=threshold, quiet=args.json)
     print(json.dumps(found.to_json(), indent=2) if args.json else text(found, top=args.top))
     return 0
+
+
+def model_threshold(serving: IndexInfo, settings: Settings) -> float:
+    """The serving model's measured threshold when its manifest is on this machine, else the settings'."""
+    default = settings.near_duplicate_threshold
+    if serving.model_uri.startswith("s3://"):
+        return default
+    try:
+        return ModelManifest.load(Path(serving.model_uri)).near_threshold(default)
+    except ConfigError:
+        return default
 
 
 def find(index: VectorIndex, *, threshold: float | None, quiet: bool) -> Report:

@@ -52,10 +52,17 @@ class ModelManifest:
     projection_images: int = 0  # how many corpus images the fit saw
     projection_labels: int = 0  # how many distinct labels (learned whitening only)
     base_model_id: str = ""
+    # The similarity above which two images are the same picture for this model, measured by the
+    # near-duplicate benchmark (docs/evaluation.md); None: not measured, Settings' default applies.
+    near_duplicate_threshold: float | None = None
     onnx_file: str = "model.onnx"
     onnx_sha256: str
     weights_file: str
     weights_sha256: str
+
+    def near_threshold(self, default: float) -> float:
+        """This model's measured near-duplicate threshold, or ``default`` where none was measured."""
+        return default if self.near_duplicate_threshold is None else self.near_duplicate_threshold
 
     @classmethod
     def load(cls, model_dir: Path) -> ModelManifest:

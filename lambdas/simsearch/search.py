@@ -23,6 +23,7 @@ from simsearch.errors import (
     NotFoundError,
 )
 from simsearch.index.port import MAX_K, Filters, Hit, Vector, check_search_arguments, unit_vector
+from simsearch.manifest import ModelManifest
 from simsearch.preprocess import ImageLimits, decode_image
 from simsearch.settings import Settings
 
@@ -234,14 +235,16 @@ class SearchService:
 
     def duplicates(self, image_id: str, *, threshold: float | None = None) -> DuplicatesView:
         """An indexed image's exact duplicates (same bytes) and near ones (similarity ≥ ``threshold``,
-        by default ``Settings.near_duplicate_threshold``); ``NotFoundError`` for an unknown id."""
+        by default the serving model's measured one, else ``Settings.near_duplicate_threshold``);
+        ``NotFoundError`` for an unknown id."""
         started = time.perf_counter()
         target = self._serving.current()
-        found = duplicates.find_duplicates(
-            target.index,
-            image_id,
-            threshold=self._config.near_duplicate_threshold if threshold is None else threshold,
-        )
+        if threshold is None:
+            manifest = getattr(target.embedder, "manifest", None)
+            threshold = self._config.near_duplicate_threshold
+            if isinstance(manifest, ModelManifest):
+                threshold = manifest.near_threshold(threshold)
+        found = duplicates.find_duplicates(target.index, image_id, threshold=threshold)
         image = found.image.metadata
         return DuplicatesView(
             id=image_id,

@@ -58,10 +58,11 @@ class Settings:
     presign_ttl_seconds: int = 900
     ort_threads: int = 0  # 0: derive from the Lambda memory size or the machine
     cors_origin: str = "*"  # the origin browsers may call the query API from (the CDK context `cors_origin`)
-    # Near duplicates: other content whose cosine similarity to an image is at least this (the one
-    # default of the API, the CLI and the evaluation; simsearch.duplicates says what counts as one).
+    # Near duplicates: other content whose cosine similarity to an image is at least this, for a model
+    # whose manifest records no threshold of its own (simsearch.duplicates says what counts as one).
     # Measured for MobileNetV2 by `make near-duplicates` (docs/evaluation.md): the lowest threshold that
-    # keeps precision >= 0.99; it depends on the model, so a deployment of another one sets its own.
+    # keeps precision >= 0.99. It depends on the model: `--record` writes another model's into its
+    # manifest, and the API and the CLI use the serving model's.
     near_duplicate_threshold: float = 0.954
 
     @classmethod

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 
+from localmode.duplicates import model_threshold
+from simsearch import bootstrap
 from simsearch.duplicates import clusters, collapse, contents, duplicate_of, find_duplicates, near_groups
 from simsearch.errors import InvalidRequestError, NotFoundError
 from simsearch.index.embedded import EmbeddedIndex
-from simsearch.index.port import Hit, ImageMetadata, IndexedImage
+from simsearch.index.port import Hit, ImageMetadata, IndexedImage, IndexInfo
+from simsearch.manifest import ModelManifest
+from simsearch.settings import Settings
+from tests.fakes import MemoryImageStore
+from tests.image_factories import manifest_for
 from tests.index_factories import document, on_circle
 
 A, B, C = "a1" * 32, "b2" * 32, "c3" * 32
@@ -157,3 +163,52 @@ def test_without_near_groups_only_exact_copies_make_clusters(index: EmbeddedInde
     assert [[image.metadata.key for image in cluster.contents[0].images] for cluster in made] == [
         ["copies/a.jpg", "photos/a.jpg"]
     ]
+
+
+@dataclass
+class MeasuredModel:
+    """The serving model, as the query service sees it: an id and its manifest (it embeds nothing here)."""
+
+    manifest: ModelManifest
+
+    @property
+    def model_id(self) -> str:
+        return self.manifest.model_id
+
+    @property
+    def dim(self) -> int:
+        return self.manifest.embedding_dim
+
+    def close(self) -> None:
+        return None
+
+
+@pytest.mark.parametrize(
+    ("recorded", "near"),
+    [(0.98, ["photos/a-small.jpg"]), (None, ["photos/a-small.jpg", "photos/a-cropped.jpg"])],
+)
+def test_the_api_finds_near_duplicates_at_the_serving_models_recorded_threshold_else_the_settings(
+    index: EmbeddedIndex, tmp_path: Path, recorded: float | None, near: list[str]
+) -> None:
+    model = MeasuredModel(
+        manifest_for(resize=8, input_size=8, model_id="test-model", near_duplicate_threshold=recorded)
+    )
+    settings = replace(Settings(model_dir=tmp_path, images_bucket="images"), near_duplicate_threshold=0.93)
+    service = bootstrap.search(settings, images=MemoryImageStore(), embedder=model, index=index)
+
+    view = service.duplicates(document("photos/a.jpg", on_circle(0)).image_id)
+
+    assert view.threshold == (0.93 if recorded is None else recorded)
+    assert [each.key for each in view.near] == near  # cos 10° = 0.985, cos 20° = 0.940
+
+
+def test_the_cli_reads_the_serving_models_threshold_from_its_manifest_when_it_is_on_this_machine(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(model_dir=tmp_path, images_bucket="images")
+    manifest_for(resize=8, input_size=8, model_id="m", near_duplicate_threshold=0.97).save(tmp_path)
+    serving = IndexInfo(name="images-m-v1", model_id="m", model_uri=str(tmp_path), dim=8)
+
+    assert model_threshold(serving, settings) == 0.97
+    assert model_threshold(replace(serving, model_uri="s3://models/m/"), settings) == 0.954
+    assert model_threshold(replace(serving, model_uri=str(tmp_path / "gone")), settings) == 0.954

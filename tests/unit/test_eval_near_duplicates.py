@@ -7,6 +7,7 @@ folder of generated images, so nothing here needs ``../shared``.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from evaluation.duplicate_set import (
 )
 from evaluation.edits import draw_edit
 from evaluation.near_duplicates import main, weights_provenance
+from simsearch.manifest import ModelManifest
 from tests.eval_datasets import folder_dataset
 from tests.image_factories import manifest_for
 from tests.unit.test_embedder import write_model
@@ -227,6 +229,46 @@ def test_the_command_writes_its_report_and_reuses_its_embeddings(
     assert "# Near-duplicate detection" in (out / "report.md").read_text()
     assert main(argv) == 0
     assert "embedding with" not in capsys.readouterr().err  # every vector came from the cache
+
+
+def test_record_writes_the_precision_first_threshold_into_the_manifest_the_api_reads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dataset = folder_dataset(tmp_path / "faces", {"a": 3, "b": 3, "c": 3, "d": 3})
+    model = write_model(tmp_path / "model")
+    out = tmp_path / "out"
+    argv = [str(dataset), "--model-dir", str(model), "--out", str(out), "--threads", "1", "--record"]
+    assert ModelManifest.load(model).near_duplicate_threshold is None
+
+    assert main(argv) == 0
+
+    chosen = json.loads((out / "near-duplicates.json").read_text())["variants"][0]["rules"]["precision first"]
+    recorded = ModelManifest.load(model).near_duplicate_threshold
+    assert recorded == chosen["threshold"]
+    assert f"recorded near_duplicate_threshold {recorded:.3f}" in capsys.readouterr().err
+
+
+def test_record_leaves_a_model_whose_weights_are_a_stand_in_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dataset = folder_dataset(tmp_path / "faces", {"a": 3, "b": 3, "c": 3, "d": 3})
+    model = write_model(tmp_path / "model")
+    replace(ModelManifest.load(model), arch="resnet50", weights="synthetic").save(model)
+    argv = [
+        str(dataset),
+        "--model-dir",
+        str(model),
+        "--out",
+        str(tmp_path / "out"),
+        "--threads",
+        "1",
+        "--record",
+    ]
+
+    assert main(argv) == 0
+
+    assert ModelManifest.load(model).near_duplicate_threshold is None
+    assert "not recorded" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
