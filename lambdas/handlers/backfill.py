@@ -7,11 +7,14 @@ model is ``unchanged``, so running a backfill again, or redriving a failed one, 
 Images that cannot be indexed are recorded in the failure log and counted; a batch with objects to
 retry raises ``RetryBatch``, which the map retries with backoff (``infra/reindex.py``), and so does a
 batch that could not start for a transient reason (the index or the model store did not answer): any
-other error fails the batch for good, and a few of those fail the whole map.
+other error fails the batch for good, and a few of those fail the whole map. A batch that would outlast
+the function stops between chunks and asks for a retry too (the map does not retry a timeout), the
+objects it indexed counting as unchanged the next time.
 """
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Mapping
 from functools import cache
@@ -56,13 +59,14 @@ def changes_of(event: Mapping[str, Any], *, bucket: str) -> list[Change]:
 
 
 @logger.inject_lambda_context
-def handler(event: dict[str, Any], _context: LambdaContext) -> dict[str, Any]:
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """``{"Items": [{"Key": ...}, ...], "BatchInput": {"target": index, "keys": ...}}`` → the batch's
     outcome counts."""
     target = str(event["BatchInput"]["target"])
     changes = changes_of(event, bucket=Settings.from_env().images_bucket)
     try:
-        outcomes = service().into(target).sync(changes)
+        deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000
+        outcomes = service().into(target).sync(changes, deadline=deadline)
     except SimsearchError as error:
         if not error.retryable:
             raise
@@ -81,6 +85,7 @@ def handler(event: dict[str, Any], _context: LambdaContext) -> dict[str, Any]:
             )
     if counts["retry"]:
         raise RetryBatch(
-            f"{counts['retry']} of {len(changes)} objects failed transiently; retrying the batch"
+            f"{counts['retry']} of {len(changes)} objects failed transiently or had no time left to start; "
+            "retrying the batch"
         )
     return {"target": target, "counts": dict(counts)}

@@ -31,10 +31,13 @@ from handlers import backfill, index_bootstrap, ingest, query, reindex
 from infra.config import PROFILES
 from infra.packaging import BACKFILL_HANDLER, BOOTSTRAP_HANDLER, INGEST_HANDLER, REINDEX_HANDLER
 from localmode import cli, reindexing
+from localmode.api_gateway import LocalContext
 from localmode.harness import ingest_context
 from simsearch.index import connect_collection, connect_failure_log
 from simsearch.index.naming import alias_name
 from simsearch.index.port import Pointers
+from simsearch.ingestion.pipeline import CHUNK
+from simsearch.ingestion.time_budget import MARGIN_S
 from simsearch.manifest import ModelManifest
 from simsearch.models import s3_model_uri
 from simsearch.settings import Settings
@@ -401,6 +404,23 @@ def test_a_batch_that_cannot_reach_the_index_for_a_moment_is_retried(world: Worl
     assert fault.injected == attempts
     assert (run.status, run.error, steps(run)) == ("SUCCEEDED", None, BACKFILLED), run.cause
     assert set(world.versions(serving)) == set(CATS)
+
+
+def test_a_batch_with_too_little_time_left_asks_for_a_retry_instead_of_timing_out(world: World) -> None:
+    """The map retries ``RetryBatch`` and not a timeout: a batch short of time stops between chunks,
+    keeps what it indexed, and the retry finishes it."""
+    serving = world.serving()
+    event = {"Items": [{"Key": key} for key in sorted(READABLE)], "BatchInput": {"target": serving}}
+    backfill.service()  # a warm start: the model is loaded before the clock runs
+    short = LocalContext(function="backfill", timeout_ms=int((MARGIN_S + 0.3) * 1000))
+
+    with pytest.raises(backfill.RetryBatch, match="no time left"):
+        backfill.handler(event, short)
+
+    assert CHUNK <= len(world.versions(serving)) < len(READABLE)
+    retried = backfill.handler(event, LocalContext(function="backfill", timeout_ms=300_000))
+    assert retried["counts"]["unchanged"] >= CHUNK
+    assert set(world.versions(serving)) == READABLE
 
 
 def test_a_plain_backfill_after_a_switch_keeps_the_new_model_serving(world: World, new_model: Path) -> None:
