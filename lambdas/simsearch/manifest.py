@@ -82,3 +82,10 @@ class ModelManifest:
         path = model_dir / MANIFEST_FILE
         path.write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n", encoding="utf-8")
         return path
+
+
+def manifest_of(embedder: object) -> ModelManifest | None:
+    """The manifest an embedder carries (``OnnxEmbedder`` does), or None for one that says nothing of its
+    model (a test's stand-in): what depends on the model's preprocessing or scores falls back then."""
+    manifest = getattr(embedder, "manifest", None)
+    return manifest if isinstance(manifest, ModelManifest) else None

@@ -23,7 +23,7 @@ from simsearch.errors import (
     NotFoundError,
 )
 from simsearch.index.port import MAX_K, Filters, Hit, Vector, check_search_arguments, unit_vector
-from simsearch.manifest import ModelManifest
+from simsearch.manifest import manifest_of
 from simsearch.preprocess import ImageLimits, decode_image
 from simsearch.settings import Settings
 
@@ -240,9 +240,9 @@ class SearchService:
         started = time.perf_counter()
         target = self._serving.current()
         if threshold is None:
-            manifest = getattr(target.embedder, "manifest", None)
+            manifest = manifest_of(target.embedder)
             threshold = self._config.near_duplicate_threshold
-            if isinstance(manifest, ModelManifest):
+            if manifest is not None:
                 threshold = manifest.near_threshold(threshold)
         found = duplicates.find_duplicates(target.index, image_id, threshold=threshold)
         image = found.image.metadata

@@ -26,7 +26,7 @@ from simsearch.ingestion.pipeline import CHUNK, Pipeline, chunked
 from simsearch.ingestion.reading import Read, Reader
 from simsearch.ingestion.time_budget import TimeBudget
 from simsearch.ingestion.writer import VerifiedWriter, Write
-from simsearch.manifest import ModelManifest
+from simsearch.manifest import manifest_of
 from simsearch.preprocess import draft_min_side
 
 if TYPE_CHECKING:
@@ -178,5 +178,5 @@ def _out_of_time(chunk: Sequence[Target]) -> list[KeyOutcome]:
 def _draft_side(embedder: Embedder) -> int | None:
     """The shorter side a JPEG may be drafted to for ``embedder``'s model; None (decode in full) when
     the embedder says nothing of its preprocessing."""
-    manifest = getattr(embedder, "manifest", None)
-    return draft_min_side(manifest) if isinstance(manifest, ModelManifest) else None
+    manifest = manifest_of(embedder)
+    return draft_min_side(manifest) if manifest is not None else None
