@@ -14,7 +14,6 @@ objects it indexed counting as unchanged the next time.
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Mapping
 from functools import cache
@@ -26,6 +25,7 @@ from aws_lambda_powertools import Logger
 from simsearch import bootstrap
 from simsearch.errors import ConfigError, SimsearchError
 from simsearch.ingestion import Change
+from simsearch.ingestion.time_budget import deadline_in
 from simsearch.settings import Settings
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     target = str(event["BatchInput"]["target"])
     changes = changes_of(event, bucket=Settings.from_env().images_bucket)
     try:
-        deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000
+        deadline = deadline_in(context.get_remaining_time_in_millis())
         outcomes = service().into(target).sync(changes, deadline=deadline)
     except SimsearchError as error:
         if not error.retryable:

@@ -12,7 +12,6 @@ out: a batch too large for the time left returns its unstarted keys for redelive
 from __future__ import annotations
 
 import logging
-import time
 from collections import Counter
 from collections.abc import Sequence
 from functools import cache
@@ -27,6 +26,7 @@ from aws_lambda_powertools.utilities.data_classes import SQSEvent
 from handlers.notifications import NotificationBatch
 from simsearch import bootstrap
 from simsearch.ingestion import EMBEDDING_REUSED, Ingestion, KeyOutcome
+from simsearch.ingestion.time_budget import deadline_in
 from simsearch.metrics import (
     EMBEDDINGS_REUSED,
     INGEST_OUTCOME_METRICS,
@@ -64,7 +64,7 @@ def service() -> Ingestion:
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     batch = NotificationBatch.read((record.message_id, record.body) for record in SQSEvent(event).records)
-    deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000
+    deadline = deadline_in(context.get_remaining_time_in_millis())
     outcomes = service().sync(batch.changes, deadline=deadline)
     _observe(outcomes, batch)
     retry = batch.to_retry(outcomes)

@@ -16,6 +16,11 @@ MARGIN_S = 3.0
 """Seconds kept for what follows the last chunk: the response, logs and metrics."""
 
 
+def deadline_in(milliseconds: float) -> float:
+    """The deadline ``milliseconds`` from now, on ``TimeBudget``'s clock (a Lambda context's time left)."""
+    return time.monotonic() + milliseconds / 1000
+
+
 class TimeBudget:
     """Decides, chunk by chunk, whether another may start before ``deadline`` (``clock`` seconds)."""
 
