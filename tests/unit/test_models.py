@@ -11,9 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from simsearch.errors import ConfigError, StorageUnavailableError
 from simsearch.index.port import IndexInfo
@@ -21,6 +19,7 @@ from simsearch.manifest import MANIFEST_FILE, ModelManifest
 from simsearch.models import ModelStore, publish, s3_model_uri
 from tests.fakes import StubEmbedder
 from tests.image_factories import manifest_for
+from tests.moto_s3 import moto_bucket
 
 BUCKET = "models"
 WEIGHTS = b"pretend these are the weights of model old-c1"
@@ -28,9 +27,7 @@ WEIGHTS = b"pretend these are the weights of model old-c1"
 
 @pytest.fixture
 def s3() -> Iterator[Any]:
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
+    with moto_bucket(BUCKET) as client:
         yield client
 
 

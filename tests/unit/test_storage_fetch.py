@@ -5,21 +5,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from simsearch.errors import NotFoundError
 from simsearch.storage import S3ImageStore
+from tests.moto_s3 import moto_bucket
 
 BUCKET = "images"
 
 
 @pytest.fixture
 def s3() -> Iterator[Any]:
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
+    with moto_bucket(BUCKET) as client:
         yield client
 
 
