@@ -8,7 +8,7 @@ one, to find the one it cannot embed, so a bad image fails alone.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -27,9 +27,6 @@ if TYPE_CHECKING:
     from simsearch.storage import ImageStore, StoredObject
 
 
-_NO_GATE: AbstractContextManager[object] = nullcontext()  # reusable: it holds no state
-
-
 @dataclass(frozen=True, slots=True)
 class Loaded:
     """An object read and decoded: its image, and the SHA-256 of the bytes it came from."""
@@ -44,9 +41,9 @@ def load(
     found: Present,
     *,
     limits: ImageLimits,
+    min_side: int | None,
+    gate: AbstractContextManager[object],
     data: bytes | None = None,
-    min_side: int | None = None,
-    gate: AbstractContextManager[object] = _NO_GATE,
 ) -> Loaded | SimsearchError:
     """Read exactly the version HEAD saw (unless the look brought its bytes, ``data``), and decode it
     inside ``gate`` (which bounds concurrent decodes), drafted to ``min_side`` if given (see
