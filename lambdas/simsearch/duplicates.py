@@ -114,7 +114,7 @@ class Content:
     @property
     def key(self) -> str:
         """What identifies this content among the others of an index."""
-        return self.content_id or f"image:{self.images[0].image_id}"
+        return _content_key(self.images[0])
 
     @property
     def size(self) -> int:
@@ -154,7 +154,7 @@ def contents(images: Iterable[IndexedImage]) -> list[Content]:
     """The images grouped by content id, in order of their first image (``VectorIndex.scan`` order)."""
     grouped: dict[str, list[IndexedImage]] = {}
     for image in images:
-        grouped.setdefault(image.metadata.content_sha256 or f"image:{image.image_id}", []).append(image)
+        grouped.setdefault(_content_key(image), []).append(image)
     return [
         Content(
             content_id=group[0].metadata.content_sha256,
@@ -191,21 +191,25 @@ def near_groups(
 
 def clusters(groups: Iterable[Sequence[Content]]) -> list[Cluster]:
     """The groups of more than one image, most images first (then most bytes to reclaim)."""
-    made = [
+    made = (
         Cluster(
             contents=tuple(sorted(group, key=lambda content: (-content.size, content.images[0].metadata.key)))
         )
         for group in groups
-        if sum(len(content.images) for content in group) > 1
-    ]
+    )
     return sorted(
-        made,
+        (cluster for cluster in made if cluster.images > 1),
         key=lambda cluster: (
             -cluster.images,
             -cluster.reclaimable,
             cluster.contents[0].images[0].metadata.key,
         ),
     )
+
+
+def _content_key(image: IndexedImage) -> str:
+    """An image's content id; one made of its own id when it was indexed before content ids were kept."""
+    return image.metadata.content_sha256 or f"image:{image.image_id}"
 
 
 class _UnionFind:
