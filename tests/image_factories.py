@@ -57,6 +57,22 @@ def reframed(data: bytes, *, keep: float, scale: float, quality: int) -> bytes:
     return encode(cropped.resize(size, Image.Resampling.LANCZOS), "JPEG", quality=quality)
 
 
+def another_frame(picture: Image.Image, *, share: float = 1 / 3, by: float = 0.1) -> bytes:
+    """A stand-in for another frame of the same shoot: a ``share`` × ``share`` block from a third of the
+    way in, moved right by ``by`` of the width, the rest of ``picture`` unchanged (JPEG, quality 90).
+
+    With the defaults and china.jpg, MobileNetV2 scores it 0.978 against the original (above the cosine
+    threshold of near duplicates), while the pixel check's correlation is 0.925 (below its threshold).
+    """
+    pixels = np.asarray(picture).copy()
+    height, width = pixels.shape[:2]
+    top, left = height // 3, width // 3
+    rows, columns, shift = int(height * share), int(width * share), int(width * by)
+    block = np.asarray(picture)[top : top + rows, left : left + columns]
+    pixels[top : top + rows, left + shift : left + shift + columns] = block
+    return encode(Image.fromarray(pixels), "JPEG", quality=90)
+
+
 def two_halves(width: int, height: int, *, left: Colour, right: Colour) -> Image.Image:
     """An RGB image whose left half is ``left`` and right half is ``right``: shows every rotation."""
     pixels = np.empty((height, width, 3), dtype=np.uint8)
