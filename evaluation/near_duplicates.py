@@ -22,6 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import cast, get_args
 
+from evaluation import picture_check
 from evaluation.dataset import scan
 from evaluation.duplicate_benchmark import (
     DEVELOPMENT,
@@ -121,21 +122,50 @@ def _model_results(
             vectors = _whitened(base, setup, settings)
             name = f"{manifest.arch} + {settings}"
         results.append(_variant(setup, vectors, name=name, manifest=manifest))
-        if whitening == "none" and args.record:
-            _record(model_dir, manifest, results[-1])
+        if whitening != "none":
+            continue
+        cosine, gate = results[-1], picture_check.gate(results[-1].development.pairs_curve)
+        if args.picture_check:
+            results.append(_checked(setup, cosine, gate=gate, args=args))
+        if args.record:
+            _record(model_dir, manifest, cosine, gate=gate)
     return results
 
 
-def _record(model_dir: Path, manifest: ModelManifest, result: VariantResult) -> None:
-    """Write the threshold chosen by ``RECORDED_RULE`` into the model's manifest, where the query API and
-    ``imgsearch duplicates`` read it; never for weights that are not what the manifest names."""
+def _checked(setup: Setup, result: VariantResult, *, gate: float, args: argparse.Namespace) -> VariantResult:
+    """``result``'s model with the pixel check behind ``gate``."""
+    thumbnails = picture_check.member_thumbnails(
+        setup.members, cache_dir=args.out / "embeddings", threads=args.threads
+    )
+    halves = [
+        picture_check.checked_half(half, thumbnails, gate=gate, threads=args.threads)
+        for half in (result.development, result.held_out)
+    ]
+    return evaluate_variant(
+        f"{result.name} + picture check (cosine ≥ {gate:.3f})",
+        result.model_id,
+        weights=result.weights,
+        development=halves[0],
+        held_out=halves[1],
+        targets=setup.targets,
+    )
+
+
+def _record(model_dir: Path, manifest: ModelManifest, result: VariantResult, *, gate: float) -> None:
+    """Write the threshold chosen by ``RECORDED_RULE`` and the picture check's gate into the model's
+    manifest, where the query API and ``imgsearch duplicates`` read them; never for weights that are not
+    what the manifest names."""
     provenance = weights_provenance(manifest)
     if provenance.startswith(("synthetic", "NOT the published")):
         print(f"not recorded in {model_dir}: its weights are {provenance}", file=sys.stderr)
         return
     threshold = result.chosen[RECORDED_RULE].threshold
-    path = replace(manifest, near_duplicate_threshold=threshold).save(model_dir)
-    print(f"recorded near_duplicate_threshold {threshold:.3f} ({RECORDED_RULE}) in {path}", file=sys.stderr)
+    path = replace(manifest, near_duplicate_threshold=threshold, near_duplicate_gate=gate).save(model_dir)
+    print(
+        f"recorded near_duplicate_threshold {threshold:.3f} ({RECORDED_RULE}) and near_duplicate_gate "
+        f"{gate:.3f} in {path}",
+        file=sys.stderr,
+    )
 
 
 def weights_provenance(manifest: ModelManifest) -> str:
@@ -216,6 +246,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--precision-target", type=float, default=0.99)
     parser.add_argument("--recall-target", type=float, default=0.99)
     parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime and image-editing threads")
+    parser.add_argument(
+        "--no-picture-check",
+        dest="picture_check",
+        action="store_false",
+        help="skip the variant with the pixel check behind a cosine gate (simsearch.same_picture)",
+    )
     parser.add_argument(
         "--record",
         action="store_true",

@@ -249,6 +249,7 @@ def whitened_model(base_dir: Path, whitening: Whitening, *, out_dir: Path) -> Mo
         projection_labels=whitening.labels,
         base_model_id=base.model_id,
         near_duplicate_threshold=None,  # the base model's says nothing of whitened scores: measure again
+        near_duplicate_gate=None,
         onnx_sha256=hashlib.sha256(model).hexdigest(),
     )
     write_model(out_dir, model, manifest)

@@ -55,6 +55,10 @@ class ModelManifest:
     # The similarity above which two images are the same picture for this model, measured by the
     # near-duplicate benchmark (docs/evaluation.md); None: not measured, Settings' default applies.
     near_duplicate_threshold: float | None = None
+    # The similarity a candidate needs before the picture check compares its pixels with the image's
+    # (simsearch.duplicates.PictureCheck): measured to let nearly every duplicate through; None: not
+    # measured, Settings' default applies.
+    near_duplicate_gate: float | None = None
     onnx_file: str = "model.onnx"
     onnx_sha256: str
     weights_file: str
@@ -63,6 +67,10 @@ class ModelManifest:
     def near_threshold(self, default: float) -> float:
         """This model's measured near-duplicate threshold, or ``default`` where none was measured."""
         return default if self.near_duplicate_threshold is None else self.near_duplicate_threshold
+
+    def near_gate(self, default: float) -> float:
+        """This model's measured gate of the picture check, or ``default`` where none was measured."""
+        return default if self.near_duplicate_gate is None else self.near_duplicate_gate
 
     @classmethod
     def load(cls, model_dir: Path) -> ModelManifest:

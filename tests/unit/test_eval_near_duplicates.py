@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from evaluation import picture_check
 from evaluation.dataset import DatasetError, Item, scan
 from evaluation.duplicate_benchmark import Targets, evaluate_variant, score_half
 from evaluation.duplicate_pairs import Vectors, all_pairs, duplicate_pair_count, knn_pairs
@@ -28,6 +29,7 @@ from evaluation.duplicate_set import (
 )
 from evaluation.edits import draw_edit
 from evaluation.near_duplicates import main, weights_provenance
+from evaluation.threshold import curve
 from simsearch.manifest import ModelManifest
 from tests.eval_datasets import folder_dataset
 from tests.image_factories import manifest_for
@@ -217,7 +219,7 @@ def test_the_command_writes_its_report_and_reuses_its_embeddings(
     argv += ["--whitening-dims", "3", "--threads", "1"]
     assert main(argv) == 0
     first = capsys.readouterr()
-    assert "embedding with" in first.err
+    assert "embedding with" in first.err and "thumbnails" in first.err
     assert "| variant | rule | threshold |" in first.out
     report = json.loads((out / "near-duplicates.json").read_text())
     assert report["setup"]["originals"] == 12
@@ -225,10 +227,14 @@ def test_the_command_writes_its_report_and_reuses_its_embeddings(
     assert report["setup"]["listed_pairs"] == {"exact": 1}
     assert report["setup"]["duplicates_lists"] == [str(tmp_path / "faces.duplicates.tsv")]
     assert set(report["variants"][0]["rules"]) == {"balanced", "precision first"}
-    assert [variant["name"] for variant in report["variants"]] == ["test", "test + pca 3 d, shrinkage 1"]
+    plain, checked, whitened = (variant["name"] for variant in report["variants"])
+    assert (plain, whitened) == ("test", "test + pca 3 d, shrinkage 1")
+    assert checked.startswith("test + picture check (cosine ≥ ")
+    assert set(report["variants"][1]["rules"]) == {"balanced", "precision first"}
     assert "# Near-duplicate detection" in (out / "report.md").read_text()
     assert main(argv) == 0
-    assert "embedding with" not in capsys.readouterr().err  # every vector came from the cache
+    again = capsys.readouterr().err
+    assert "embedding with" not in again and "thumbnails" not in again  # all came from the caches
 
 
 def test_record_writes_the_precision_first_threshold_into_the_manifest_the_api_reads(
@@ -243,9 +249,15 @@ def test_record_writes_the_precision_first_threshold_into_the_manifest_the_api_r
     assert main(argv) == 0
 
     chosen = json.loads((out / "near-duplicates.json").read_text())["variants"][0]["rules"]["precision first"]
-    recorded = ModelManifest.load(model).near_duplicate_threshold
+    manifest = ModelManifest.load(model)
+    recorded, gate = manifest.near_duplicate_threshold, manifest.near_duplicate_gate
     assert recorded == chosen["threshold"]
-    assert f"recorded near_duplicate_threshold {recorded:.3f}" in capsys.readouterr().err
+    checked = json.loads((out / "near-duplicates.json").read_text())["variants"][1]["name"]
+    assert gate is not None and checked.endswith(f"(cosine ≥ {gate:.3f})")
+    err = capsys.readouterr().err
+    assert (
+        f"recorded near_duplicate_threshold {recorded:.3f} (precision first) and near_duplicate_gate " in err
+    )
 
 
 def test_record_leaves_a_model_whose_weights_are_a_stand_in_alone(
@@ -310,3 +322,11 @@ def test_confused_pictures_counts_look_alike_photos_once_whatever_their_copies(i
     assert half.pairs_curve.at(0.99).false_positives == 4  # a0, its copy x a1, its copy
     assert half.confused_pictures(0.99) == 1
     assert half.confused_pictures(0.0) == 3  # and each of them with b0
+
+
+def test_the_gate_is_the_highest_similarity_that_keeps_the_share_of_duplicates_asked_for() -> None:
+    duplicates = np.array([0.80, *[0.95] * 198, 0.99], dtype=np.float32)  # 200 pairs
+    others = np.array([0.5, 0.9], dtype=np.float32)
+    scores = curve(duplicates, others)
+    assert picture_check.gate(scores, recall=0.995) == pytest.approx(0.95)  # 199 / 200 at or above
+    assert picture_check.gate(scores, recall=1.0) == pytest.approx(0.80)
