@@ -13,11 +13,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from localmode.cloud import LocalCloud
 from localmode.errors import CommandFailed
 from simsearch.errors import ConfigError
 from simsearch.settings import ENV_PREFIX, Settings
+
+if TYPE_CHECKING:
+    from simsearch.storage import ImageStore
 
 NOTE = Path(".cache/localmode/stack.json")
 
@@ -75,6 +79,22 @@ def require_running() -> RunningStack:
 
 def target_settings() -> Settings:
     """``SIMSEARCH_*`` variables when set (a deployment's index), else the running local stack's."""
-    if any(name.startswith(ENV_PREFIX) for name in os.environ):
+    if _deployment_named():
         return Settings.from_env()
     return require_running().settings
+
+
+def target_images() -> tuple[Settings, ImageStore]:
+    """``target_settings()`` and a store that reads its bucket: AWS's S3, or the running stack's moto."""
+    from simsearch.bootstrap import INGEST_S3, image_store
+    from simsearch.storage import S3ImageStore
+
+    if _deployment_named():
+        settings = Settings.from_env()
+        return settings, image_store(settings, config=INGEST_S3)
+    running = require_running()
+    return running.settings, S3ImageStore(running.cloud.client("s3", config=INGEST_S3))
+
+
+def _deployment_named() -> bool:
+    return any(name.startswith(ENV_PREFIX) for name in os.environ)

@@ -2,8 +2,11 @@
 
 Exact duplicates (the same bytes under several keys) are found by content id in one scan; with
 ``--near``, near duplicates too (the same picture in other bytes: one k-NN search per content, joined
-with union-find, ``simsearch.duplicates``), at ``THRESHOLD``, else the serving model's measured threshold
-(its manifest's, when the model is on this machine), else the deployment's ``near_duplicate_threshold``.
+with union-find, ``simsearch.duplicates``). ``--near`` alone decides them as the API does, by the picture
+check: candidates at least the serving model's gate similar whose thumbnails line up with the content's
+(each image read once from the bucket), falling back to the model's cosine threshold for an image that
+cannot be read; the model's values are its manifest's when the model is on this machine, else the
+deployment's. ``--near THRESHOLD`` decides by the cosine alone, at that value, and reads no image.
 The report counts them, lists the largest clusters, and says how many bytes deleting all but one file of
 each would reclaim (the largest file is the one kept).
 
@@ -26,9 +29,10 @@ from localmode.errors import CommandFailed
 from simsearch import duplicates
 from simsearch.errors import ConfigError
 from simsearch.manifest import ModelManifest
+from simsearch.preprocess import ImageLimits
 
 if TYPE_CHECKING:
-    from simsearch.duplicates import Cluster, Content
+    from simsearch.duplicates import Cluster, Content, PictureCheck
     from simsearch.index.port import IndexInfo, VectorIndex
     from simsearch.settings import Settings
 
@@ -44,6 +48,7 @@ class Report:
     contents: tuple[Content, ...]
     clusters: tuple[Cluster, ...]
     threshold: float | None  # None: near duplicates were not looked for
+    check: PictureCheck | None = None  # how they were decided, unless by ``threshold`` alone
 
     @property
     def images(self) -> int:
@@ -79,6 +84,9 @@ class Report:
             "images": self.images,
             "contents": len(self.contents),
             "threshold": self.threshold,
+            "picture_check": None
+            if self.check is None
+            else {"gate": self.check.gate, "threshold": self.check.threshold},
             "exact": {
                 "contents": len(self.copied),
                 "images": sum(len(content.images) for content in self.copied),
@@ -97,7 +105,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_threshold,
         const=_SETTING,
         metavar="THRESHOLD",
-        help="near duplicates too: other bytes at least THRESHOLD similar (default: the deployment's, 0.954)",
+        help="near duplicates too: the same picture in other bytes, decided by comparing pixels (each "
+        "candidate read from the bucket); with THRESHOLD, other bytes at least that similar (cosine alone)",
     )
     parser.add_argument(
         "--top", type=int, default=DEFAULT_TOP, help="how many of the largest clusters to list"
@@ -117,30 +126,42 @@ def _threshold(raw: str) -> float:
 def run(args: argparse.Namespace) -> int:
     from simsearch.index import connect_collection
 
-    settings = discovery.target_settings()
-    with closing(connect_collection(settings)) as collection:
+    settings, images = discovery.target_images()
+    with closing(connect_collection(settings)) as collection, closing(images):
         serving = next(iter(collection.pointed("serving")), None)
         if serving is None:
             raise CommandFailed("no index serves yet: start the stack (`imgsearch serve`) or deploy first")
-        threshold = model_threshold(serving, settings) if args.near is _SETTING else args.near
-        found = find(collection.index(serving), threshold=threshold, quiet=args.json)
+        threshold, check = args.near, None
+        if args.near is _SETTING:
+            threshold, gate = model_rule(serving, settings)
+            check = duplicates.PictureCheck(
+                gate=gate,
+                threshold=settings.picture_match_threshold,
+                thumbnails=duplicates.stored_thumbnails(images, limits=ImageLimits.of(settings)),
+            )
+        found = find(collection.index(serving), threshold=threshold, check=check, quiet=args.json)
     print(json.dumps(found.to_json(), indent=2) if args.json else text(found, top=args.top))
     return 0
 
 
-def model_threshold(serving: IndexInfo, settings: Settings) -> float:
-    """The serving model's measured threshold when its manifest is on this machine, else the settings'."""
-    default = settings.near_duplicate_threshold
+def model_rule(serving: IndexInfo, settings: Settings) -> tuple[float, float]:
+    """The serving model's measured cosine threshold and picture-check gate when its manifest is on this
+    machine, else the settings'."""
+    defaults = (settings.near_duplicate_threshold, settings.near_duplicate_gate)
     if serving.model_uri.startswith("s3://"):
-        return default
+        return defaults
     try:
-        return ModelManifest.load(Path(serving.model_uri)).near_threshold(default)
+        manifest = ModelManifest.load(Path(serving.model_uri))
     except ConfigError:
-        return default
+        return defaults
+    return manifest.near_threshold(defaults[0]), manifest.near_gate(defaults[1])
 
 
-def find(index: VectorIndex, *, threshold: float | None, quiet: bool) -> Report:
-    """Scan ``index`` (a progress bar per step on stderr unless ``quiet``) and cluster its duplicates."""
+def find(
+    index: VectorIndex, *, threshold: float | None, check: PictureCheck | None = None, quiet: bool
+) -> Report:
+    """Scan ``index`` (a progress bar per step on stderr unless ``quiet``) and cluster its duplicates:
+    exact ones only when ``threshold`` is None, else near ones too (decided by ``check`` if given)."""
     from tqdm import tqdm
 
     with tqdm(total=index.count(), unit="image", desc="scan", file=sys.stderr, disable=quiet) as bar:
@@ -149,13 +170,14 @@ def find(index: VectorIndex, *, threshold: float | None, quiet: bool) -> Report:
     if threshold is not None:
         with tqdm(total=len(found), unit="content", desc="compare", file=sys.stderr, disable=quiet) as bar:
             groups = duplicates.near_groups(
-                index, found, threshold=threshold, on_compared=lambda _: bar.update()
+                index, found, threshold=threshold, check=check, on_compared=lambda _: bar.update()
             )
     return Report(
         index=index.name,
         contents=tuple(found),
         clusters=tuple(duplicates.clusters(groups)),
         threshold=threshold,
+        check=check,
     )
 
 
@@ -172,8 +194,14 @@ def text(report: Report, *, top: int) -> str:
         lines.append("near duplicates: not looked for (add --near [THRESHOLD])")
     else:
         near = report.near_clusters
+        rule = f"similarity ≥ {report.threshold:g}"
+        if report.check is not None:
+            rule = (
+                f"similarity ≥ {report.check.gate:g} and pixels matching ≥ {report.check.threshold:g}; "
+                f"unreadable images: {rule}"
+            )
         lines.append(
-            f"near duplicates (similarity ≥ {report.threshold:g}): {len(near):,} clusters of "
+            f"near duplicates ({rule}): {len(near):,} clusters of "
             f"{sum(len(c.contents) for c in near):,} contents; "
             f"{_size(report.near_reclaimable)} more reclaimable by keeping the largest of each"
         )

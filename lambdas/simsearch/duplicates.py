@@ -2,10 +2,19 @@
 
 - **Exact**: documents with the same content id (``content_sha256``, ``simsearch.ids.content_id``): a
   copy, a rename, a re-upload. Found by the content id alone, never by a similarity.
-- **Near**: other content whose cosine similarity to the image is at least a threshold
-  (``Settings.near_duplicate_threshold``): the same picture resized, re-compressed, slightly cropped,
-  rotated by EXIF or in another format. Found through the k-NN index. An exact duplicate is never also
-  listed as near, whatever its similarity (1, by construction: the same bytes give the same vector).
+- **Near**: other content showing the same picture: resized, re-compressed, slightly cropped, rotated
+  by EXIF or in another format. Found through the k-NN index, and decided one of two ways:
+
+  - with a ``PictureCheck`` (the default of the API and the CLI): candidates at least the model's
+    *gate* similar (a low cosine that lets nearly every duplicate through) are kept when their
+    thumbnails' pixels line up (``simsearch.same_picture.correlation`` ≥ the check's threshold).
+    Another frame of the same shoot, which a global embedding scores as high as a crop, fails there.
+    A pair whose pictures cannot be read (deleted, unreadable) falls back to the cosine threshold;
+  - by cosine alone: at least a threshold (the model's measured ``near_duplicate_threshold``, or one a
+    caller gives), without reading any image.
+
+  An exact duplicate is never also listed as near, whatever its similarity (1, by construction: the
+  same bytes give the same vector).
 
 A search is "similar", with no threshold; its results only say which of them are exact duplicates of
 an earlier one (``duplicate_of``), or fold them into it (``collapse``).
@@ -18,14 +27,28 @@ are one picture) and ``clusters`` (the groups of more than one image, with the b
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+from simsearch.errors import (
+    ImageTooLargeError,
+    InvalidImageError,
+    InvalidRequestError,
+    NotFoundError,
+    StorageUnavailableError,
+)
 from simsearch.index.port import IndexedImage, check_search_arguments
+from simsearch.same_picture import correlation, thumbnail_of
 
 if TYPE_CHECKING:
-    from simsearch.index.port import Hit, VectorIndex
+    from simsearch.index.port import Hit, ImageMetadata, VectorIndex
+    from simsearch.preprocess import ImageLimits
+    from simsearch.same_picture import Thumbnail
+    from simsearch.storage import ImageStore
 
 MAX_DUPLICATES = 100
 """The most exact, and the most near, duplicates one answer lists for an image."""
@@ -33,24 +56,115 @@ MAX_DUPLICATES = 100
 NEAR_NEIGHBOURS = 100
 """Neighbours asked per content when an index is clustered; a larger group still joins transitively."""
 
+PICTURE_READS = 8
+"""Images read (and made into thumbnails) at once for one image's candidates: S3 GETs wait, not work."""
+
+PICTURE_CHECK_S = 2.0
+"""The longest the query API waits for the images of one picture check; candidates not read by then
+are judged by the cosine. It is part of the query function's reserve (``infra.config.QUERY_RESERVE_S``)."""
+
+KEPT_THUMBNAILS = 20_000
+"""Thumbnails a whole-index comparison keeps (~20 KB each): a content's neighbours are compared with
+it while it is fresh, so older ones are rarely needed again."""
+
+ThumbnailSource = Callable[["ImageMetadata"], "Thumbnail | None"]
+"""An indexed image's thumbnail (``same_picture.thumbnail_of`` its stored bytes), or None when its
+picture cannot be had: the object was deleted, or cannot be read or decoded."""
+
+
+def stored_thumbnails(images: ImageStore, *, limits: ImageLimits) -> ThumbnailSource:
+    """Thumbnails of indexed images read from the store (one GET each), decoded as ingestion decodes.
+
+    None, so that the pair falls back to the cosine, for an object that is gone, too large, not a
+    decodable image, unreachable right now, or no longer the bytes that were indexed (another ETag):
+    its vector and its current pixels would describe two different pictures.
+    """
+
+    def thumbnail(image: ImageMetadata) -> Thumbnail | None:
+        try:
+            stored, data = images.fetch(image.bucket, image.key, max_bytes=limits.max_bytes)
+            if data is None or (image.etag is not None and stored.etag != image.etag):
+                return None
+            return thumbnail_of(data, limits=limits)
+        except (NotFoundError, ImageTooLargeError, InvalidImageError, StorageUnavailableError):
+            return None
+
+    return thumbnail
+
+
+@dataclass(frozen=True, kw_only=True)
+class PictureCheck:
+    """How near duplicates are decided where pixels can be compared (module docstring).
+
+    ``gate``: the cosine a candidate needs (the model's, measured to keep nearly every duplicate);
+    ``threshold``: the correlation of thumbnails that makes it the same picture; ``thumbnails``: where
+    thumbnails come from (the image store, through ``same_picture.thumbnail_of``); ``budget_s``: how
+    long to wait for them (an API call must end inside its function's timeout).
+    """
+
+    gate: float
+    threshold: float
+    thumbnails: ThumbnailSource
+    budget_s: float | None = None  # the longest to wait for images; None: as long as they take
+
+    def __post_init__(self) -> None:
+        for name in ("gate", "threshold"):
+            value = getattr(self, name)
+            if not -1.0 <= value <= 1.0:
+                raise InvalidRequestError(
+                    f"the picture check's {name} is {value}; it must be between -1 and 1"
+                )
+
+    def matches(self, image: ImageMetadata, candidates: Sequence[Hit]) -> list[float | None]:
+        """Each candidate's correlation with ``image``: None where either picture could not be had, or
+        was not read within ``budget_s``. Images are read ``PICTURE_READS`` at a time."""
+        if not candidates:
+            return []
+        pool = ThreadPoolExecutor(max_workers=min(PICTURE_READS, len(candidates) + 1))
+        try:
+            reads = [
+                pool.submit(self.thumbnails, each) for each in (image, *(hit.metadata for hit in candidates))
+            ]
+            wait(reads, timeout=self.budget_s)
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)  # a read still under way is not waited for
+        reference, *thumbs = (
+            read.result() if read.done() and not read.cancelled() else None for read in reads
+        )
+        if reference is None:
+            return [None] * len(candidates)
+        return [None if thumb is None else correlation(reference, thumb) for thumb in thumbs]
+
 
 @dataclass(frozen=True, kw_only=True)
 class Duplicates:
-    """An indexed image, its exact duplicates (by image id) and its near ones (most similar first)."""
+    """An indexed image, its exact duplicates (by image id) and its near ones (most similar first).
+
+    ``threshold`` is the cosine of the cosine-only decision; ``check`` the picture check, if one
+    decided; ``matches`` the correlation of each near duplicate the check compared, by image id.
+    """
 
     image: IndexedImage
     exact: tuple[IndexedImage, ...]
     near: tuple[Hit, ...]
     threshold: float
+    check: PictureCheck | None = None
+    matches: Mapping[str, float] = field(default_factory=dict)
 
 
 def find_duplicates(
-    index: VectorIndex, image_id: str, *, threshold: float, limit: int = MAX_DUPLICATES
+    index: VectorIndex,
+    image_id: str,
+    *,
+    threshold: float,
+    check: PictureCheck | None = None,
+    limit: int = MAX_DUPLICATES,
 ) -> Duplicates:
     """The exact and near duplicates of ``image_id`` in ``index`` (``NotFoundError`` for an unknown id).
 
     Three requests: the document, the documents of its content id, and one k-NN search that leaves
-    the image and its exact duplicates out and keeps what is at least ``threshold`` similar.
+    the image and its exact duplicates out and keeps what is at least ``threshold`` similar, or with
+    ``check``, at least its gate, then decided by pixels (one read of each candidate's image).
     """
     check_search_arguments(k=limit, min_similarity=threshold)
     document = index.get(image_id)
@@ -60,15 +174,30 @@ def find_duplicates(
     hits = index.search(
         document.vector,
         k=limit,
-        min_similarity=threshold,
+        min_similarity=threshold if check is None else min(check.gate, threshold),
         exclude_ids=[image_id, *(image.image_id for image in exact)],
     )
+    hits = [hit for hit in hits if not _same_content(hit.metadata.content_sha256, content)]
+    matches: dict[str, float] = {}
+    if check is not None:
+        found = check.matches(document.metadata, hits)
+        matches = {hit.image_id: match for hit, match in zip(hits, found, strict=True) if match is not None}
+        hits = [hit for hit in hits if _is_near(hit, matches.get(hit.image_id), check, threshold=threshold)]
     return Duplicates(
         image=IndexedImage(image_id=image_id, metadata=document.metadata),
         exact=tuple(exact),
-        near=tuple(hit for hit in hits if not _same_content(hit.metadata.content_sha256, content)),
+        near=tuple(hits),
         threshold=threshold,
+        check=check,
+        matches={hit.image_id: matches[hit.image_id] for hit in hits if hit.image_id in matches},
     )
+
+
+def _is_near(hit: Hit, match: float | None, check: PictureCheck, *, threshold: float) -> bool:
+    """The check's verdict where both pictures were compared, the cosine threshold's where not."""
+    if match is None:
+        return hit.similarity >= threshold
+    return hit.similarity >= check.gate and match >= check.threshold
 
 
 def duplicate_of(hits: Sequence[Hit]) -> list[str | None]:
@@ -169,19 +298,42 @@ def near_groups(
     found: Sequence[Content],
     *,
     threshold: float,
+    check: PictureCheck | None = None,
     neighbours: int = NEAR_NEIGHBOURS,
     on_compared: Callable[[Content], None] = lambda _: None,
 ) -> list[list[Content]]:
     """The contents joined into groups of near duplicates (one k-NN search per content; every
-    content is in exactly one group, most of them alone), in the order of ``found``."""
+    content is in exactly one group, most of them alone), in the order of ``found``.
+
+    Decided as ``find_duplicates`` decides, by ``check`` when given; a candidate already in the
+    content's group needs no check (the groups join transitively anyway).
+    """
     check_search_arguments(k=neighbours, min_similarity=threshold)
     by_image = {image.image_id: content.key for content in found for image in content.images}
     joined = _UnionFind(content.key for content in found)
+    if check is not None:
+        check = _remembering(check)
     for content in found:
-        vector = index.get(content.images[0].image_id).vector
-        for hit in index.search(vector, k=neighbours, min_similarity=threshold):
-            if hit.image_id in by_image:  # a document written since the scan is not in the report
-                joined.union(content.key, by_image[hit.image_id])
+        head = content.images[0]
+        vector = index.get(head.image_id).vector
+        floor = threshold if check is None else min(check.gate, threshold)
+        hits = [
+            hit
+            for hit in index.search(vector, k=neighbours, min_similarity=floor)
+            # a document written since the scan is not in the report
+            if hit.image_id in by_image and joined.find(by_image[hit.image_id]) != joined.find(content.key)
+        ]
+        if check is None:
+            near = hits
+        else:
+            verdicts = check.matches(head.metadata, hits)
+            near = [
+                hit
+                for hit, m in zip(hits, verdicts, strict=True)
+                if _is_near(hit, m, check, threshold=threshold)
+            ]
+        for hit in near:
+            joined.union(content.key, by_image[hit.image_id])
         on_compared(content)
     groups: dict[str, list[Content]] = {}
     for content in found:
@@ -205,6 +357,29 @@ def clusters(groups: Iterable[Sequence[Content]]) -> list[Cluster]:
             cluster.contents[0].images[0].metadata.key,
         ),
     )
+
+
+def _remembering(check: PictureCheck) -> PictureCheck:
+    """``check`` keeping the ``KEPT_THUMBNAILS`` most recently used thumbnails, by bucket and key: over a
+    whole index each image is a candidate of several others."""
+    kept: OrderedDict[tuple[str, str], Thumbnail | None] = OrderedDict()
+    lock = threading.Lock()  # the reads of one content's candidates run in threads
+    source = check.thumbnails
+
+    def thumbnails(image: ImageMetadata) -> Thumbnail | None:
+        where = (image.bucket, image.key)
+        with lock:
+            if where in kept:
+                kept.move_to_end(where)
+                return kept[where]
+        thumb = source(image)  # outside the lock: reads overlap
+        with lock:
+            kept[where] = thumb
+            if len(kept) > KEPT_THUMBNAILS:
+                kept.popitem(last=False)
+        return thumb
+
+    return replace(check, thumbnails=thumbnails)
 
 
 def _content_key(image: IndexedImage) -> str:

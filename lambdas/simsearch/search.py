@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, assert_never
 
 from simsearch import duplicates
+from simsearch.duplicates import PICTURE_CHECK_S, PictureCheck, stored_thumbnails
 from simsearch.errors import (
     ImageTooLargeError,
     IndexUnavailableError,
@@ -95,6 +96,8 @@ class QueryConfig:
     presign_ttl_seconds: int
     limits: ImageLimits
     near_duplicate_threshold: float = Settings.near_duplicate_threshold
+    near_duplicate_gate: float = Settings.near_duplicate_gate
+    picture_match_threshold: float = Settings.picture_match_threshold
 
     @classmethod
     def from_settings(cls, settings: Settings) -> QueryConfig:
@@ -104,6 +107,8 @@ class QueryConfig:
             presign_ttl_seconds=settings.presign_ttl_seconds,
             limits=ImageLimits.of(settings),
             near_duplicate_threshold=settings.near_duplicate_threshold,
+            near_duplicate_gate=settings.near_duplicate_gate,
+            picture_match_threshold=settings.picture_match_threshold,
         )
 
 
@@ -149,7 +154,8 @@ class ImageView:
 
 @dataclass(frozen=True, kw_only=True)
 class Duplicate:
-    """An exact or near duplicate of an image: ``similarity`` is 1 for the same bytes."""
+    """An exact or near duplicate of an image: ``similarity`` is 1 for the same bytes; ``match`` is the
+    correlation of the two pictures' thumbnails where the picture check compared them."""
 
     id: str
     key: str
@@ -157,6 +163,16 @@ class Duplicate:
     similarity: float
     bytes: int | None
     url: str
+    match: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class PictureCheckView:
+    """How near duplicates were decided: candidates at least ``gate`` similar, kept at a thumbnail
+    correlation of at least ``threshold`` (the cosine threshold where pictures could not be compared)."""
+
+    gate: float
+    threshold: float
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -168,6 +184,7 @@ class DuplicatesView:
     url: str
     content_sha256: str | None
     threshold: float
+    picture_check: PictureCheckView | None
     exact: tuple[Duplicate, ...]
     near: tuple[Duplicate, ...]
     model_id: str
@@ -234,17 +251,19 @@ class SearchService:
         )
 
     def duplicates(self, image_id: str, *, threshold: float | None = None) -> DuplicatesView:
-        """An indexed image's exact duplicates (same bytes) and near ones (similarity ≥ ``threshold``,
-        by default the serving model's measured one, else ``Settings.near_duplicate_threshold``);
-        ``NotFoundError`` for an unknown id."""
+        """An indexed image's exact duplicates (same bytes) and near ones; ``NotFoundError`` for an
+        unknown id.
+
+        Near duplicates are decided by the picture check (``simsearch.duplicates.PictureCheck``, with
+        the serving model's gate), falling back to the serving model's cosine threshold where pictures
+        cannot be compared. A caller's ``threshold`` asks for the cosine alone, at that value.
+        """
         started = time.perf_counter()
         target = self._serving.current()
+        check = None
         if threshold is None:
-            manifest = manifest_of(target.embedder)
-            threshold = self._config.near_duplicate_threshold
-            if manifest is not None:
-                threshold = manifest.near_threshold(threshold)
-        found = duplicates.find_duplicates(target.index, image_id, threshold=threshold)
+            threshold, check = self._near_rule(target)
+        found = duplicates.find_duplicates(target.index, image_id, threshold=threshold, check=check)
         image = found.image.metadata
         return DuplicatesView(
             id=image_id,
@@ -252,8 +271,11 @@ class SearchService:
             url=self._url(image.bucket, image.key),
             content_sha256=image.content_sha256,
             threshold=found.threshold,
+            picture_check=None
+            if check is None
+            else PictureCheckView(gate=check.gate, threshold=check.threshold),
             exact=tuple(self._duplicate(each) for each in found.exact),
-            near=tuple(self._near(hit) for hit in found.near),
+            near=tuple(self._near(hit, match=found.matches.get(hit.image_id)) for hit in found.near),
             model_id=target.embedder.model_id,
             index=target.index.name,
             took_ms=_since(started),
@@ -391,7 +413,7 @@ class SearchService:
             url=self._url(metadata.bucket, metadata.key),
         )
 
-    def _near(self, hit: Hit) -> Duplicate:
+    def _near(self, hit: Hit, *, match: float | None) -> Duplicate:
         return Duplicate(
             id=hit.image_id,
             key=hit.metadata.key,
@@ -399,7 +421,23 @@ class SearchService:
             similarity=hit.similarity,
             bytes=hit.metadata.bytes,
             url=self._url(hit.metadata.bucket, hit.metadata.key),
+            match=match,
         )
+
+    def _near_rule(self, target: Target) -> tuple[float, PictureCheck]:
+        """The serving model's cosine threshold and picture check (its manifest's values where it
+        records them, the deployment's otherwise)."""
+        threshold, gate = self._config.near_duplicate_threshold, self._config.near_duplicate_gate
+        manifest = manifest_of(target.embedder)
+        if manifest is not None:
+            threshold, gate = manifest.near_threshold(threshold), manifest.near_gate(gate)
+        check = PictureCheck(
+            gate=gate,
+            threshold=self._config.picture_match_threshold,
+            thumbnails=stored_thumbnails(self._images, limits=self._config.limits),
+            budget_s=PICTURE_CHECK_S,
+        )
+        return threshold, check
 
     def _url(self, bucket: str, key: str) -> str:
         return self._images.presigned_get(bucket, key, ttl_seconds=self._config.presign_ttl_seconds)

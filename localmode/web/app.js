@@ -263,9 +263,8 @@ async function showDuplicatesOfResults() {
       for (const member of [found, ...found.exact, ...found.near]) shown.add(member.id);
     }
     const summary = clusters.length
-      ? `${clusters.length} of the ${results.length} results have duplicates (near when similarity ≥ ` +
-        `${answers[0].threshold}).`
-      : `None of the ${results.length} results has a duplicate (near when similarity ≥ ${answers[0].threshold}).`;
+      ? `${clusters.length} of the ${results.length} results have duplicates (near: ${nearRule(answers[0])}).`
+      : `None of the ${results.length} results has a duplicate (near: ${nearRule(answers[0])}).`;
     renderClusters(clusters, summary);
   } catch (error) {
     duplicatesFailed(error);
@@ -275,7 +274,15 @@ async function showDuplicatesOfResults() {
 function describe(found) {
   const exact = `${found.exact.length} exact duplicate${found.exact.length === 1 ? "" : "s"}`;
   const near = `${found.near.length} near duplicate${found.near.length === 1 ? "" : "s"}`;
-  return `${exact} (same bytes), ${near} (similarity ≥ ${found.threshold})`;
+  return `${exact} (same bytes), ${near} (${nearRule(found)})`;
+}
+
+// How the API decided near duplicates: by comparing pixels, unless a threshold was asked for.
+function nearRule(found) {
+  const check = found.picture_check;
+  return check
+    ? `similarity ≥ ${check.gate} and pixels matching ≥ ${check.threshold}`
+    : `similarity ≥ ${found.threshold}`;
 }
 
 function openDuplicatesView(status) {
@@ -306,10 +313,15 @@ function clusterItem(found) {
   members.append(
     member({ ...found, similarity: 1 }, "image", "this image"),
     ...found.exact.map((each) => member(each, "exact", "same bytes")),
-    ...found.near.map((each) => member(each, "near", `near · ${each.similarity.toFixed(3)}`)),
+    ...found.near.map((each) => member(each, "near", nearNote(each))),
   );
   item.append(members);
   return item;
+}
+
+function nearNote(each) {
+  const pixels = each.match === null ? "" : ` · pixels ${each.match.toFixed(3)}`;
+  return `near · ${each.similarity.toFixed(3)}${pixels}`;
 }
 
 function member(image, kind, note) {

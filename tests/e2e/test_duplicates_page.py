@@ -68,7 +68,8 @@ def test_results_name_their_copies_and_an_images_duplicates_show_side_by_side(
 
     expect(page.locator("#duplicates-view")).to_be_visible()
     expect(page.locator("#duplicates-summary")).to_contain_text(
-        "photos/china.jpg: 1 exact duplicate (same bytes), 1 near duplicate (similarity ≥ 0.954)"
+        "photos/china.jpg: 1 exact duplicate (same bytes), 1 near duplicate "
+        "(similarity ≥ 0.875 and pixels matching ≥ 0.959)"
     )
     members = page.locator("#clusters li.cluster li.member")
     expect(members).to_have_count(3)
@@ -77,7 +78,7 @@ def test_results_name_their_copies_and_an_images_duplicates_show_side_by_side(
         ["exact", "archive/china.jpg"],
         ["near", NEAR],
     ]
-    expect(members.nth(2).locator(".kind")).to_have_text("near · 1.000")
+    expect(members.nth(2).locator(".kind")).to_have_text("near · 1.000 · pixels 1.000")  # the same pixels
     wait_for_thumbnails(page, "#clusters")
     screenshot(page, "duplicates.png")
 
@@ -97,7 +98,7 @@ def test_the_duplicates_of_all_results_come_one_cluster_per_picture(page: Page, 
     page.click("#find-duplicates")
 
     expect(page.locator("#duplicates-summary")).to_have_text(
-        "1 of the 8 results have duplicates (near when similarity ≥ 0.954)."
+        "1 of the 8 results have duplicates (near: similarity ≥ 0.875 and pixels matching ≥ 0.959)."
     )
     expect(page.locator("#clusters li.cluster")).to_have_count(1)
     kinds = page.locator("#clusters li.member").evaluate_all("items => items.map(i => i.dataset.kind)")

@@ -3,9 +3,10 @@
 The settings come from ``SIMSEARCH_*`` variables (an operator pointing the CLI at an index); the
 bucket is moto's, filled with the pictures of ``tests.query_fixtures``: china.jpg three times (exact
 duplicates) and once as a PNG (a near duplicate: the same pixels, other bytes), flower.jpg and its
-JPEG re-encoding at quality 40 (near: 0.98 with MobileNetV2), and four patterns with nothing alike
-(at most 0.6). ``imgsearch backfill`` indexes them with the real model, then ``duplicates`` reads the
-serving index.
+JPEG re-encoding at quality 40 (near: 0.98 with MobileNetV2), china.jpg with a part of the scene moved
+(another frame: 0.978 with MobileNetV2, so near by the cosine alone, but not the same picture by its
+pixels), and four patterns with nothing alike (at most 0.6). ``imgsearch backfill`` indexes them with
+the real model, then ``duplicates`` reads the serving index and, for the picture check, the bucket.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from simsearch.ids import content_id
 from simsearch.preprocess import decode_image
 from simsearch.settings import Settings
 from tests.cli_run import imgsearch
-from tests.image_factories import encode
+from tests.image_factories import another_frame, encode
 from tests.query_fixtures import LIMITS, pictures
 
 pytestmark = pytest.mark.integration
@@ -44,6 +45,7 @@ def bucket_contents() -> dict[str, bytes]:
         "archive/china.jpg": china,
         "archive/2024/china.jpg": china,
         "photos/china.png": encode(decode_image(china, limits=LIMITS).rgb, "PNG"),
+        "photos/china-frame.jpg": another_frame(decode_image(china, limits=LIMITS).rgb),
         "photos/flower.jpg": flower,
         "photos/flower-q40.jpg": encode(decode_image(flower, limits=LIMITS).rgb, "JPEG", quality=40),
         **{f"patterns/{name}.png": found[name] for name in ("rings", "checker", "stripes", "blobs")},
@@ -103,7 +105,8 @@ def test_exact_duplicates_are_clustered_by_content_and_their_spare_copies_counte
     status, report = run(monkeypatch, settings, "duplicates", "--json")
 
     assert status == 0
-    assert (report["images"], report["contents"], report["threshold"], report["near"]) == (10, 8, None, None)
+    assert (report["images"], report["contents"], report["threshold"], report["near"]) == (11, 9, None, None)
+    assert report["picture_check"] is None
     assert report["exact"] == {"contents": 1, "images": 3, "reclaimable_bytes": 2 * CHINA}
     [cluster] = report["clusters"]
     assert keys_of(cluster) == [["archive/2024/china.jpg", "archive/china.jpg", "photos/china.jpg"]]
@@ -118,6 +121,10 @@ def test_near_duplicates_join_clusters_and_the_largest_file_is_the_one_kept(
 
     assert status == 0
     assert report["threshold"] == settings.near_duplicate_threshold == 0.954
+    assert report["picture_check"] == {
+        "gate": settings.near_duplicate_gate,
+        "threshold": settings.picture_match_threshold,
+    }
     china, flower = report["clusters"]  # most images first
     assert keys_of(china) == [
         ["photos/china.png"],  # the PNG is the largest file: kept
@@ -132,6 +139,18 @@ def test_near_duplicates_join_clusters_and_the_largest_file_is_the_one_kept(
         "reclaimable_bytes": CHINA + min(FLOWER, FLOWER_Q40),
     }
     assert report["reclaimable_bytes"] == 3 * CHINA + min(FLOWER, FLOWER_Q40)
+    # the moved frame scores above the cosine threshold, but its pixels do not line up: not a duplicate
+    assert "photos/china-frame.jpg" not in str(report["clusters"])
+
+
+def test_the_cosine_alone_takes_another_frame_for_the_same_picture(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the picture check is for: ``--near 0.954`` (the cosine threshold, no image read) joins it."""
+    status, report = run(monkeypatch, settings, "duplicates", "--near", "0.954", "--json")
+    assert status == 0 and report["picture_check"] is None
+    china = report["clusters"][0]
+    assert ["photos/china-frame.jpg"] in keys_of(china)
 
 
 def test_a_threshold_above_every_near_pair_leaves_the_exact_cluster_alone(
@@ -151,9 +170,12 @@ def test_the_text_report_counts_and_lists_the_largest_clusters_file_by_file(
 
     assert status == 0
     lines = text.splitlines()
-    assert lines[0].endswith(": 10 images, 8 distinct contents")
+    assert lines[0].endswith(": 11 images, 9 distinct contents")
     assert lines[1].startswith("exact duplicates: 1 contents stored more than once (3 images); ")
-    assert lines[2].startswith("near duplicates (similarity ≥ 0.954): 2 clusters of 4 contents; ")
+    assert lines[2].startswith(
+        "near duplicates (similarity ≥ 0.875 and pixels matching ≥ 0.959; unreadable images: "
+        "similarity ≥ 0.954): 2 clusters of 4 contents; "
+    )
     assert lines[3] == "largest clusters (1 of 2):"
     assert lines[4].startswith("   1. 4 images of 2 contents, ")
     roles = [line.split()[2:] for line in lines[5:]]

@@ -1,9 +1,11 @@
 """Exact and near duplicates through the query API, on the real node with the real model.
 
 The corpus of ``tests.query_fixtures`` with china.jpg three more times: twice as the same bytes under
-other keys (exact duplicates) and twice re-encoded (PNG, JPEG quality 40: near duplicates, as is its
-reframed copy). Measured with MobileNetV2: the PNG scores 1.0 (the same pixels, other bytes), the JPEG
-0.986, the reframed copy 0.970; any other picture at most 0.6. Every answer is checked against the
+other keys (exact duplicates), twice re-encoded (PNG, JPEG quality 40: near duplicates, as is its
+reframed copy) and once with a part of the scene moved (another frame of the shoot, as a stand-in).
+Measured with MobileNetV2: the PNG scores 1.0 (the same pixels, other bytes), the JPEG 0.986, the
+reframed copy 0.970, the other frame 0.978; any other picture at most 0.6. Only the picture check,
+which reads the images from the bucket, tells the frame apart. Every answer is checked against the
 OpenAPI document.
 """
 
@@ -20,7 +22,7 @@ from simsearch.ids import content_id
 from simsearch.preprocess import decode_image
 from tests import api_events, query_fixtures
 from tests.api_events import Answer
-from tests.image_factories import encode
+from tests.image_factories import another_frame, encode
 from tests.query_fixtures import LIMITS, Corpus, Indexed, QueryApi, build_corpus
 
 # The fixtures this module uses; ``corpus`` is this module's own (the query API's index is built from it).
@@ -41,6 +43,7 @@ def corpus() -> Corpus:
     made.indexed["china-again-2"] = Indexed("photos/china (1).img", "photo", china.data)
     made.indexed["china-png"] = Indexed("photos/china.png", "photo", encode(pixels, "PNG"))
     made.indexed["china-q40"] = Indexed("photos/china-q40.jpg", "photo", encode(pixels, "JPEG", quality=40))
+    made.indexed["china-frame"] = Indexed("photos/china-frame.jpg", "photo", another_frame(pixels))
     return made
 
 
@@ -75,14 +78,26 @@ def test_an_image_lists_its_exact_duplicates_apart_from_its_near_ones(query_api:
     assert (answer.json["id"], answer.json["key"]) == (china.id, china.key)
     assert answer.json["content_sha256"] == content_id(china.data)
     assert answer.json["threshold"] == query_api.settings.near_duplicate_threshold == 0.954
+    check = answer.json["picture_check"]
+    assert check == {"gate": 0.875, "threshold": query_api.settings.picture_match_threshold}
     assert set(listed(answer, "exact")) == ids_of(query_api, *EXACT)
     assert {each["similarity"] for each in answer.json["exact"]} == {1.0}
+    assert {each["match"] for each in answer.json["exact"]} == {None}
     assert {each["bytes"] for each in answer.json["exact"]} == {len(china.data)}
-    assert set(listed(answer, "near")) == ids_of(query_api, *NEAR)
+    assert set(listed(answer, "near")) == ids_of(query_api, *NEAR)  # not the other frame
     similarities = [each["similarity"] for each in answer.json["near"]]
     assert similarities == sorted(similarities, reverse=True)
-    assert min(similarities) >= 0.954
+    assert min(similarities) >= check["gate"]
+    assert min(each["match"] for each in answer.json["near"]) >= check["threshold"]  # each was compared
     assert answer.json["index"] == query_api.serving
+
+
+def test_the_cosine_alone_takes_another_frame_of_the_shoot_for_the_same_picture(query_api: QueryApi) -> None:
+    """What the picture check is for: asked for the same cosine threshold, the frame is a duplicate."""
+    answer = duplicates(query_api.corpus.indexed["china"].id, threshold=0.954)
+    assert answer.json["picture_check"] is None
+    assert set(listed(answer, "near")) == ids_of(query_api, *NEAR, "china-frame")
+    assert {each["match"] for each in answer.json["near"]} == {None}  # no image was read
 
 
 def test_a_copy_lists_the_original_among_its_exact_duplicates(query_api: QueryApi) -> None:

@@ -2,22 +2,39 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from localmode.duplicates import model_threshold
+from infra.config import QUERY_RESERVE_S
+from localmode.duplicates import model_rule
+from model.images import photograph
 from simsearch import bootstrap
-from simsearch.duplicates import clusters, collapse, contents, duplicate_of, find_duplicates, near_groups
+from simsearch.duplicates import (
+    PICTURE_CHECK_S,
+    PictureCheck,
+    clusters,
+    collapse,
+    contents,
+    duplicate_of,
+    find_duplicates,
+    near_groups,
+    stored_thumbnails,
+)
 from simsearch.errors import InvalidRequestError, NotFoundError
 from simsearch.index.embedded import EmbeddedIndex
 from simsearch.index.port import Hit, ImageMetadata, IndexedImage, IndexInfo
 from simsearch.manifest import ModelManifest
+from simsearch.preprocess import ImageLimits, decode_image
+from simsearch.same_picture import Thumbnail, thumbnail_of
+from simsearch.search import PictureCheckView
 from simsearch.settings import Settings
 from tests.fakes import MemoryImageStore
-from tests.image_factories import manifest_for
+from tests.image_factories import another_frame, manifest_for, reframed
 from tests.index_factories import document, on_circle
 
 A, B, C = "a1" * 32, "b2" * 32, "c3" * 32
@@ -187,19 +204,35 @@ class MeasuredModel:
     ("recorded", "near"),
     [(0.98, ["photos/a-small.jpg"]), (None, ["photos/a-small.jpg", "photos/a-cropped.jpg"])],
 )
-def test_the_api_finds_near_duplicates_at_the_serving_models_recorded_threshold_else_the_settings(
+def test_the_api_decides_by_the_serving_models_recorded_rule_else_the_settings(
     index: EmbeddedIndex, tmp_path: Path, recorded: float | None, near: list[str]
 ) -> None:
+    """The bucket holds none of the images here, so every candidate falls back to the cosine threshold."""
     model = MeasuredModel(
-        manifest_for(resize=8, input_size=8, model_id="test-model", near_duplicate_threshold=recorded)
+        manifest_for(
+            resize=8,
+            input_size=8,
+            model_id="test-model",
+            near_duplicate_threshold=recorded,
+            near_duplicate_gate=None if recorded is None else 0.9,
+        )
     )
     settings = replace(Settings(model_dir=tmp_path, images_bucket="images"), near_duplicate_threshold=0.93)
     service = bootstrap.search(settings, images=MemoryImageStore(), embedder=model, index=index)
+    original = document("photos/a.jpg", on_circle(0)).image_id
 
-    view = service.duplicates(document("photos/a.jpg", on_circle(0)).image_id)
+    view = service.duplicates(original)
 
     assert view.threshold == (0.93 if recorded is None else recorded)
+    assert view.picture_check == PictureCheckView(
+        gate=settings.near_duplicate_gate if recorded is None else 0.9,
+        threshold=settings.picture_match_threshold,
+    )
     assert [each.key for each in view.near] == near  # cos 10° = 0.985, cos 20° = 0.940
+    assert {each.match for each in view.near} == {None}  # nothing was compared
+    asked = service.duplicates(original, threshold=0.9)  # a threshold asked for: the cosine alone
+    assert asked.picture_check is None and asked.threshold == 0.9
+    assert [each.key for each in asked.near] == ["photos/a-small.jpg", "photos/a-cropped.jpg"]
 
 
 def test_the_cli_reads_the_serving_models_threshold_from_its_manifest_when_it_is_on_this_machine(
@@ -209,6 +242,151 @@ def test_the_cli_reads_the_serving_models_threshold_from_its_manifest_when_it_is
     manifest_for(resize=8, input_size=8, model_id="m", near_duplicate_threshold=0.97).save(tmp_path)
     serving = IndexInfo(name="images-m-v1", model_id="m", model_uri=str(tmp_path), dim=8)
 
-    assert model_threshold(serving, settings) == 0.97
-    assert model_threshold(replace(serving, model_uri="s3://models/m/"), settings) == 0.954
-    assert model_threshold(replace(serving, model_uri=str(tmp_path / "gone")), settings) == 0.954
+    assert model_rule(serving, settings) == (0.97, settings.near_duplicate_gate)
+    manifest_for(
+        resize=8, input_size=8, model_id="m", near_duplicate_threshold=0.97, near_duplicate_gate=0.9
+    ).save(tmp_path)
+    assert model_rule(serving, settings) == (0.97, 0.9)
+    defaults = (0.954, 0.875)
+    assert model_rule(replace(serving, model_uri="s3://models/m/"), settings) == defaults
+    assert model_rule(replace(serving, model_uri=str(tmp_path / "gone")), settings) == defaults
+
+
+# the picture check ----------------------------------------------------------------------------------
+
+LIMITS = ImageLimits.deployed()
+SAME_PICTURE = Settings.picture_match_threshold
+
+
+@pytest.fixture(scope="module")
+def pictures() -> dict[str, Thumbnail]:
+    """Thumbnails for the index fixture's keys: a.jpg (and its exact copy) is a photograph, a-small.jpg a
+    reframed copy of it, a-cropped.jpg the same scene with a part moved (another frame), other.jpg
+    another photograph."""
+    china = photograph("china.jpg")
+    made = {
+        "photos/a.jpg": china,
+        "copies/a.jpg": china,
+        "photos/a-small.jpg": reframed(china, keep=0.9, scale=0.5, quality=80),
+        "photos/a-cropped.jpg": another_frame(decode_image(china, limits=LIMITS).rgb),
+        "photos/other.jpg": photograph("flower.jpg"),
+    }
+    return {key: thumbnail_of(data, limits=LIMITS) for key, data in made.items()}
+
+
+def checking(thumbs: Mapping[str, Thumbnail | None], *, gate: float = 0.9, **options: float) -> PictureCheck:
+    return PictureCheck(
+        gate=gate, threshold=SAME_PICTURE, thumbnails=lambda image: thumbs.get(image.key), **options
+    )
+
+
+def test_the_picture_check_keeps_a_copy_whose_pixels_line_up_and_drops_another_frame(
+    index: EmbeddedIndex, pictures: dict[str, Thumbnail]
+) -> None:
+    original = document("photos/a.jpg", on_circle(0)).image_id
+    cosine_alone = find_duplicates(index, original, threshold=0.93)
+    assert [hit.metadata.key for hit in cosine_alone.near] == ["photos/a-small.jpg", "photos/a-cropped.jpg"]
+
+    found = find_duplicates(index, original, threshold=0.93, check=checking(pictures))
+
+    assert [hit.metadata.key for hit in found.near] == ["photos/a-small.jpg"]
+    [(matched, score)] = found.matches.items()
+    assert matched == found.near[0].image_id and score >= SAME_PICTURE
+    assert [image.metadata.key for image in found.exact] == ["copies/a.jpg"]  # exact needs no pixels
+
+
+def test_a_candidate_whose_picture_cannot_be_had_is_judged_by_the_cosine_threshold(
+    index: EmbeddedIndex, pictures: dict[str, Thumbnail]
+) -> None:
+    original = document("photos/a.jpg", on_circle(0)).image_id
+    unreadable = {**pictures, "photos/a-cropped.jpg": None}  # deleted since indexed, or not decodable
+
+    assert [
+        h.metadata.key
+        for h in find_duplicates(index, original, threshold=0.93, check=checking(unreadable)).near
+    ] == [
+        "photos/a-small.jpg",
+        "photos/a-cropped.jpg",  # cos 20° = 0.940 ≥ 0.93
+    ]
+    found = find_duplicates(index, original, threshold=0.95, check=checking(unreadable))
+    assert [hit.metadata.key for hit in found.near] == ["photos/a-small.jpg"]
+    assert set(found.matches) == {found.near[0].image_id}
+
+    without_original = {**pictures, "photos/a.jpg": None}  # nothing to compare with: the cosine decides all
+    found = find_duplicates(index, original, threshold=0.93, check=checking(without_original))
+    assert len(found.near) == 2 and not found.matches
+
+
+def test_a_read_that_outlasts_the_budget_leaves_its_candidate_to_the_cosine(
+    index: EmbeddedIndex, pictures: dict[str, Thumbnail]
+) -> None:
+    released = threading.Event()
+
+    def slow_for_the_copy(image: ImageMetadata) -> Thumbnail | None:
+        if image.key == "photos/a-small.jpg":
+            released.wait(timeout=10)  # S3 not answering
+        return pictures.get(image.key)
+
+    check = PictureCheck(gate=0.9, threshold=SAME_PICTURE, thumbnails=slow_for_the_copy, budget_s=0.2)
+    try:
+        found = find_duplicates(
+            index, document("photos/a.jpg", on_circle(0)).image_id, threshold=0.95, check=check
+        )
+    finally:
+        released.set()
+
+    assert [hit.metadata.key for hit in found.near] == ["photos/a-small.jpg"]  # 0.985 ≥ 0.95, unread
+    assert not found.matches  # the moved frame was read, compared and dropped; the copy was not read
+
+
+def test_near_groups_with_the_picture_check_read_each_image_once_and_keep_frames_apart(
+    index: EmbeddedIndex, pictures: dict[str, Thumbnail]
+) -> None:
+    reads: list[str] = []
+
+    def counted(image: ImageMetadata) -> Thumbnail | None:
+        reads.append(image.key)
+        return pictures.get(image.key)
+
+    check = PictureCheck(gate=0.9, threshold=SAME_PICTURE, thumbnails=counted)
+    groups = near_groups(index, contents(index.scan()), threshold=0.93, check=check)
+
+    made = clusters(groups)
+    assert [sorted(c.images[0].metadata.key for c in cluster.contents) for cluster in made] == [
+        ["copies/a.jpg", "photos/a-small.jpg"]  # the content of a.jpg (both keys) and its copy
+    ]
+    assert len(reads) == len(set(reads))
+
+
+def test_stored_thumbnails_read_the_indexed_bytes_and_nothing_else() -> None:
+    store = MemoryImageStore()
+    china = photograph("china.jpg")
+    etag = store.put("images", "photos/a.jpg", china)
+    store.put("images", "photos/broken.jpg", b"not an image")
+    thumbnails = stored_thumbnails(store, limits=LIMITS)
+
+    def indexed(key: str, etag: str | None) -> ImageMetadata:
+        return ImageMetadata(bucket="images", key=key, etag=etag)
+
+    found = thumbnails(indexed("photos/a.jpg", etag))
+    assert found is not None
+    np.testing.assert_array_equal(found, thumbnail_of(china, limits=LIMITS))
+    assert thumbnails(indexed("photos/a.jpg", None)) is not None  # indexed before ETags were kept
+    assert thumbnails(indexed("photos/a.jpg", "0" * 32)) is None  # replaced since it was indexed
+    assert thumbnails(indexed("photos/gone.jpg", None)) is None
+    assert thumbnails(indexed("photos/broken.jpg", None)) is None
+    small = stored_thumbnails(store, limits=ImageLimits(max_bytes=1000, max_pixels=LIMITS.max_pixels))
+    assert small(indexed("photos/a.jpg", etag)) is None  # too large to read
+
+
+def test_a_picture_check_refuses_a_gate_or_threshold_no_similarity_can_reach() -> None:
+    with pytest.raises(InvalidRequestError, match=r"gate is 1\.5"):
+        PictureCheck(gate=1.5, threshold=0.9, thumbnails=lambda _: None)
+    with pytest.raises(InvalidRequestError, match=r"threshold is -1\.5"):
+        PictureCheck(gate=0.9, threshold=-1.5, thumbnails=lambda _: None)
+
+
+def test_the_apis_picture_check_ends_inside_the_query_functions_reserve() -> None:
+    """The reads a duplicates call waits for end inside the share of the timeout the index does not take
+    (reads still under way then are abandoned, their candidates judged by the cosine)."""
+    assert PICTURE_CHECK_S < QUERY_RESERVE_S
