@@ -121,13 +121,15 @@ def _model_results(
             )
             vectors = _whitened(base, setup, settings)
             name = f"{manifest.arch} + {settings}"
-        results.append(_variant(setup, vectors, name=name, manifest=manifest))
-        if whitening != "none":
-            continue
-        cosine, gate = results[-1], picture_check.gate(results[-1].development.pairs_curve)
+        cosine = _variant(setup, vectors, name=name, manifest=manifest)
+        gate = picture_check.gate(cosine.development.pairs_curve)
+        results.append(cosine)
         if args.picture_check:
-            results.append(_checked(setup, cosine, gate=gate, args=args))
-        if args.record:
+            try:
+                results.append(_checked(setup, cosine, gate=gate, args=args))
+            except picture_check.TooManyCandidates as error:
+                print(f"{cosine.name}: no picture check: {error}", file=sys.stderr)
+        if whitening == "none" and args.record:
             _record(model_dir, manifest, cosine, gate=gate)
     return results
 

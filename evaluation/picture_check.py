@@ -36,6 +36,14 @@ GATE_RECALL = 0.995
 
 BELOW_GATE = -1.0
 
+MAX_CANDIDATES = 300_000
+"""The most pairs the check compares on one half (~15 min on two cores). A model whose gate lets more
+through separates nothing (synthetic weights score every pair alike), and its check would say nothing."""
+
+
+class TooManyCandidates(Exception):
+    """The gate lets more than ``MAX_CANDIDATES`` pairs through."""
+
 
 def member_thumbnails(members: Sequence[Member], *, cache_dir: Path, threads: int) -> dict[str, Thumbnail]:
     """Each member's thumbnail by ``Member.cache_key``; only those missing from the cache are made."""
@@ -79,6 +87,8 @@ def checked_half(half: Half, thumbnails: dict[str, Thumbnail], *, gate: float, t
         for pairs, scores in _views(view)
         for a, b in pairs[scores >= gate].tolist()
     }
+    if len(candidates) > MAX_CANDIDATES:
+        raise TooManyCandidates(f"cosine ≥ {gate:.3f} lets {len(candidates):,} pairs of {half.name} through")
     order = sorted(candidates)
     # Processes, not threads: the comparison is many small numpy calls, which hold the GIL.
     with ProcessPoolExecutor(max(threads, 1), initializer=_adopt, initargs=(thumbs,)) as pool:

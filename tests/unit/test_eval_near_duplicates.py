@@ -227,9 +227,10 @@ def test_the_command_writes_its_report_and_reuses_its_embeddings(
     assert report["setup"]["listed_pairs"] == {"exact": 1}
     assert report["setup"]["duplicates_lists"] == [str(tmp_path / "faces.duplicates.tsv")]
     assert set(report["variants"][0]["rules"]) == {"balanced", "precision first"}
-    plain, checked, whitened = (variant["name"] for variant in report["variants"])
+    plain, checked, whitened, whitened_checked = (variant["name"] for variant in report["variants"])
     assert (plain, whitened) == ("test", "test + pca 3 d, shrinkage 1")
     assert checked.startswith("test + picture check (cosine ≥ ")
+    assert whitened_checked.startswith("test + pca 3 d, shrinkage 1 + picture check (cosine ≥ ")
     assert set(report["variants"][1]["rules"]) == {"balanced", "precision first"}
     assert "# Near-duplicate detection" in (out / "report.md").read_text()
     assert main(argv) == 0
@@ -330,3 +331,17 @@ def test_the_gate_is_the_highest_similarity_that_keeps_the_share_of_duplicates_a
     scores = curve(duplicates, others)
     assert picture_check.gate(scores, recall=0.995) == pytest.approx(0.95)  # 199 / 200 at or above
     assert picture_check.gate(scores, recall=1.0) == pytest.approx(0.80)
+
+
+def test_a_gate_that_lets_every_pair_through_skips_the_picture_check_and_says_why(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(picture_check, "MAX_CANDIDATES", 3)
+    dataset = folder_dataset(tmp_path / "faces", {"a": 3, "b": 3, "c": 3, "d": 3})
+    model = write_model(tmp_path / "model")
+    out = tmp_path / "out"
+
+    assert main([str(dataset), "--model-dir", str(model), "--out", str(out), "--threads", "1"]) == 0
+
+    assert [v["name"] for v in json.loads((out / "near-duplicates.json").read_text())["variants"]] == ["test"]
+    assert "test: no picture check: cosine ≥ " in capsys.readouterr().err
