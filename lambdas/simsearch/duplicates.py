@@ -305,35 +305,31 @@ def near_groups(
     """The contents joined into groups of near duplicates (one k-NN search per content; every
     content is in exactly one group, most of them alone), in the order of ``found``.
 
-    Decided as ``find_duplicates`` decides, by ``check`` when given; a candidate already in the
-    content's group needs no check (the groups join transitively anyway).
+    Decided as ``find_duplicates`` decides, by ``check`` when given. Each pair of contents is checked at
+    most once: not again from the other side once refused, not at all once the groups have joined them
+    (they join transitively anyway), and through one image of each.
     """
     check_search_arguments(k=neighbours, min_similarity=threshold)
     by_image = {image.image_id: content.key for content in found for image in content.images}
     joined = _UnionFind(content.key for content in found)
+    refused: set[frozenset[str]] = set()
     if check is not None:
         check = _remembering(check)
+    floor = threshold if check is None else min(check.gate, threshold)
     for content in found:
         head = content.images[0]
-        vector = index.get(head.image_id).vector
-        floor = threshold if check is None else min(check.gate, threshold)
-        hits = [
-            hit
-            for hit in index.search(vector, k=neighbours, min_similarity=floor)
-            # a document written since the scan is not in the report
-            if hit.image_id in by_image and joined.find(by_image[hit.image_id]) != joined.find(content.key)
-        ]
-        if check is None:
-            near = hits
-        else:
-            verdicts = check.matches(head.metadata, hits)
-            near = [
-                hit
-                for hit, m in zip(hits, verdicts, strict=True)
-                if _is_near(hit, m, check, threshold=threshold)
-            ]
-        for hit in near:
-            joined.union(content.key, by_image[hit.image_id])
+        hits: dict[str, Hit] = {}  # one per other content still to decide, the most similar
+        for hit in index.search(index.get(head.image_id).vector, k=neighbours, min_similarity=floor):
+            other = by_image.get(hit.image_id)  # None: a document written since the scan, not reported
+            pair = frozenset((content.key, other))
+            if other is not None and joined.find(other) != joined.find(content.key) and pair not in refused:
+                hits.setdefault(other, hit)
+        verdicts = [None] * len(hits) if check is None else check.matches(head.metadata, list(hits.values()))
+        for (other, hit), match in zip(hits.items(), verdicts, strict=True):
+            if check is None or _is_near(hit, match, check, threshold=threshold):
+                joined.union(content.key, other)
+            else:
+                refused.add(frozenset((content.key, other)))
         on_compared(content)
     groups: dict[str, list[Content]] = {}
     for content in found:

@@ -13,7 +13,7 @@ import pytest
 from infra.config import QUERY_RESERVE_S
 from localmode.duplicates import model_rule
 from model.images import photograph
-from simsearch import bootstrap
+from simsearch import bootstrap, duplicates
 from simsearch.duplicates import (
     PICTURE_CHECK_S,
     PictureCheck,
@@ -390,3 +390,21 @@ def test_the_apis_picture_check_ends_inside_the_query_functions_reserve() -> Non
     """The reads a duplicates call waits for end inside the share of the timeout the index does not take
     (reads still under way then are abandoned, their candidates judged by the cosine)."""
     assert PICTURE_CHECK_S < QUERY_RESERVE_S
+
+
+def test_near_groups_compare_each_pair_of_contents_once(
+    index: EmbeddedIndex, pictures: dict[str, Thumbnail], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    compared: list[tuple[int, int]] = []
+    measured = duplicates.correlation
+
+    def counted(one: Thumbnail, other: Thumbnail) -> float:
+        compared.append((id(one), id(other)))
+        return measured(one, other)
+
+    monkeypatch.setattr(duplicates, "correlation", counted)
+    near_groups(index, contents(index.scan()), threshold=0.93, check=checking(pictures))
+
+    # above the gate: a ~ a-small (joined), a ~ a-cropped and a-small ~ a-cropped (refused): three pairs,
+    # whichever content is searched first; a refusal is not checked again from the other side
+    assert len(compared) == 3
