@@ -11,7 +11,7 @@ export ORT_DISABLE_TELEMETRY := 1
 export PYTHONDONTWRITEBYTECODE := 1
 export PYTHONPATH := lambdas:.
 
-.PHONY: demo browser test-e2e bench-local test test-unit test-integration test-infra lint deps opensearch opensearch-run model model-resnet50 bench-model bench-index bench-ingest bench-decode bench-cache bench-query bench-coldstart eval near-duplicates synth preflight bundle clean
+.PHONY: demo browser test-e2e bench-local test test-unit test-integration test-infra lint deps opensearch opensearch-run model model-resnet50 bench-model bench-index bench-ingest bench-decode bench-cache bench-duplicates bench-query bench-coldstart eval near-duplicates synth preflight bundle clean
 
 ## Set-up steps (each idempotent; re-run only when their inputs change)
 $(VENV)/.installed: requirements.txt lambdas/requirements.txt pyproject.toml
@@ -84,6 +84,9 @@ bench-decode: deps model  ## JPEG draft decoding: cosine to full decodes (celebr
 
 bench-cache: deps opensearch model  ## inference calls and time of a second upload of the same 100 images (IMAGES=folder)
 	$(PY) -m devtools.bench_cache $(if $(IMAGES),--images $(IMAGES))
+
+bench-duplicates: deps model  ## GET /images/{id}/duplicates with the picture check vs the cosine alone, S3 modelled (IMAGES=N)
+	$(PY) -m devtools.bench_duplicates $(if $(IMAGES),--images $(IMAGES))
 
 bench-index: deps opensearch model  ## recall@10 / QPS / docs/s of both index adapters vs exact search, same run
 	$(PY) -m devtools.bench_index --hard --force-merge --model-dir $(MODEL_DIR)

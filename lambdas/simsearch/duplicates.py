@@ -140,15 +140,14 @@ class PictureCheck:
 class Duplicates:
     """An indexed image, its exact duplicates (by image id) and its near ones (most similar first).
 
-    ``threshold`` is the cosine of the cosine-only decision; ``check`` the picture check, if one
-    decided; ``matches`` the correlation of each near duplicate the check compared, by image id.
+    ``threshold`` is the cosine of the cosine-only decision (the fallback of a picture check);
+    ``matches`` the correlation of each near duplicate a picture check compared, by image id.
     """
 
     image: IndexedImage
     exact: tuple[IndexedImage, ...]
     near: tuple[Hit, ...]
     threshold: float
-    check: PictureCheck | None = None
     matches: Mapping[str, float] = field(default_factory=dict)
 
 
@@ -188,7 +187,6 @@ def find_duplicates(
         exact=tuple(exact),
         near=tuple(hits),
         threshold=threshold,
-        check=check,
         matches={hit.image_id: matches[hit.image_id] for hit in hits if hit.image_id in matches},
     )
 
