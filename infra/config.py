@@ -31,10 +31,11 @@ STACK_NAME = "ImageSearch"
 QUERY_RESERVE_S = 5.0
 """Of the query function's timeout, what is kept for all that is not the index: embedding the image,
 reading it from S3, presigning the results' links."""
-INDEX_REQUESTS_PER_QUERY = 3
+INDEX_REQUESTS_PER_QUERY = 4
 """The most OpenSearch requests one API call makes: which index serves (its pointer, read again every
-``simsearch.targets.SERVING_TTL_S``), then for a search by indexed image GET its document, then search;
-the integration suite checks it against the requests the deployed function really sends."""
+``simsearch.targets.SERVING_TTL_S``), then for an image's duplicates GET its document, search the
+documents of its content, and search its neighbours; the integration suite checks it against the
+requests the deployed function really sends."""
 QUERY_INDEX_RETRIES = 1
 MIN_QUERY_INDEX_TIMEOUT_S = 0.5
 MAX_BACKFILL_BATCH = 100

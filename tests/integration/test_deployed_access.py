@@ -308,13 +308,14 @@ def _query(run: Traffic, embedder: OnnxEmbedder, monkeypatch: pytest.MonkeyPatch
     deploy(monkeypatch, run.query_settings, query.service)
     some_id = image_id_for(run.bucket, "cats/0.jpg")
     [vector] = embedder.embed([decode_image(photo(0), limits=ImageLimits.deployed()).rgb])
-    calls = {  # the first after a cold start also reads which index serves: a search by id does the most
+    calls = {  # the first after a cold start also reads which index serves: a duplicates call does the
+        # most (then the document, the documents of its content, the k-NN search)
+        "GET /images/{id}/duplicates": api_events.get(f"/images/{some_id}/duplicates"),
         "POST /search (id)": api_events.post_json("/search", {"id": some_id, "filter": {"label": "cats"}}),
         "GET /health": api_events.get("/health"),
         "POST /search (image)": api_events.post_image("/search", photo(1)),
         "POST /search (s3_key)": api_events.post_json("/search", {"s3_key": "dogs/2.jpg", "k": 3}),
         "GET /images/{id}": api_events.get(f"/images/{some_id}"),
-        "GET /images/{id}/duplicates": api_events.get(f"/images/{some_id}/duplicates"),
         "POST /search (collapsed)": api_events.post_json(
             "/search", {"id": some_id, "collapse_duplicates": True}
         ),
