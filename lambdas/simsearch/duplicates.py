@@ -27,6 +27,7 @@ are one picture) and ``clusters`` (the groups of more than one image, with the b
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -34,13 +35,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from simsearch.errors import (
-    ImageTooLargeError,
-    InvalidImageError,
-    InvalidRequestError,
-    NotFoundError,
-    StorageUnavailableError,
-)
+from simsearch.errors import InvalidRequestError, NotFoundError, SimsearchError
 from simsearch.index.port import IndexedImage, check_search_arguments
 from simsearch.same_picture import correlation, thumbnail_of
 
@@ -49,6 +44,8 @@ if TYPE_CHECKING:
     from simsearch.preprocess import ImageLimits
     from simsearch.same_picture import Thumbnail
     from simsearch.storage import ImageStore
+
+logger = logging.getLogger(__name__)
 
 MAX_DUPLICATES = 100
 """The most exact, and the most near, duplicates one answer lists for an image."""
@@ -76,8 +73,9 @@ def stored_thumbnails(images: ImageStore, *, limits: ImageLimits) -> ThumbnailSo
     """Thumbnails of indexed images read from the store (one GET each), decoded as ingestion decodes.
 
     None, so that the pair falls back to the cosine, for an object that is gone, too large, not a
-    decodable image, unreachable right now, or no longer the bytes that were indexed (another ETag):
-    its vector and its current pixels would describe two different pictures.
+    decodable image, refused (access denied: logged, as a misconfigured role), unreachable right now,
+    or no longer the bytes that were indexed (another ETag): its vector and its current pixels would
+    describe two different pictures.
     """
 
     def thumbnail(image: ImageMetadata) -> Thumbnail | None:
@@ -86,7 +84,12 @@ def stored_thumbnails(images: ImageStore, *, limits: ImageLimits) -> ThumbnailSo
             if data is None or (image.etag is not None and stored.etag != image.etag):
                 return None
             return thumbnail_of(data, limits=limits)
-        except (NotFoundError, ImageTooLargeError, InvalidImageError, StorageUnavailableError):
+        except NotFoundError:
+            return None
+        except SimsearchError as error:  # too large, not an image, S3 refusing or out of reach
+            logger.warning(
+                "no picture check for s3://%s/%s: %s (%s)", image.bucket, image.key, error, error.code
+            )
             return None
 
     return thumbnail

@@ -25,7 +25,7 @@ from simsearch.duplicates import (
     near_groups,
     stored_thumbnails,
 )
-from simsearch.errors import InvalidRequestError, NotFoundError
+from simsearch.errors import ConfigError, InvalidRequestError, NotFoundError
 from simsearch.index.embedded import EmbeddedIndex
 from simsearch.index.port import Hit, ImageMetadata, IndexedImage, IndexInfo
 from simsearch.manifest import ModelManifest
@@ -377,6 +377,17 @@ def test_stored_thumbnails_read_the_indexed_bytes_and_nothing_else() -> None:
     assert thumbnails(indexed("photos/broken.jpg", None)) is None
     small = stored_thumbnails(store, limits=ImageLimits(max_bytes=1000, max_pixels=LIMITS.max_pixels))
     assert small(indexed("photos/a.jpg", etag)) is None  # too large to read
+
+
+def test_a_refused_read_falls_back_to_the_cosine_and_says_why(caplog: pytest.LogCaptureFixture) -> None:
+    """Access denied (a role without the object's KMS key, say) costs that pair its pixel check, not the
+    whole answer; the log names the object and the reason."""
+    store = MemoryImageStore(failing=ConfigError("access to s3://images/photos/a.jpg denied (AccessDenied)"))
+    thumbnails = stored_thumbnails(store, limits=LIMITS)
+
+    assert thumbnails(ImageMetadata(bucket="images", key="photos/a.jpg")) is None
+    assert "no picture check for s3://images/photos/a.jpg" in caplog.text
+    assert "config_error" in caplog.text
 
 
 def test_a_picture_check_refuses_a_gate_or_threshold_no_similarity_can_reach() -> None:
