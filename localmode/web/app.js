@@ -320,7 +320,7 @@ function clusterItem(found) {
 }
 
 function nearNote(each) {
-  const pixels = each.match === null ? "" : ` · pixels ${each.match.toFixed(3)}`;
+  const pixels = each.match == null ? "" : ` · pixels ${each.match.toFixed(3)}`; // null: not compared
   return `near · ${each.similarity.toFixed(3)}${pixels}`;
 }
 
