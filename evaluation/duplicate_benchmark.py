@@ -142,6 +142,7 @@ class VariantResult:
     swapped: dict[str, Choice]  # chosen on the held-out half instead, to see how much the choice moves
     development: Half
     held_out: Half
+    score: str = "cosine similarity"  # what the thresholds and the pairs' scores measure
 
     def at(self, threshold: float) -> dict[str, dict[str, Point]]:
         """``{half: {"pairs": point, "knn": point}}`` at ``threshold``."""

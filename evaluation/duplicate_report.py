@@ -107,6 +107,7 @@ def variant_facts(result: VariantResult) -> dict[str, Any]:
         "name": result.name,
         "model_id": result.model_id,
         "weights": result.weights,
+        "score": result.score,
         "rules": {
             rule: {
                 "threshold": choice.threshold,
@@ -177,7 +178,7 @@ def _variant_text(result: VariantResult) -> str:
     return "\n\n".join(
         [
             f"## {result.name} (`{result.model_id}`)",
-            f"Weights: {result.weights}.",
+            f"Weights: {result.weights}. Scores and thresholds: {result.score}.",
             "\n".join(choices),
             _points_table(result),
             "### Recall by kind of duplicate pair (all pairs)",
@@ -257,7 +258,7 @@ def _found(row: KindRecall | None) -> str:
 
 
 def _pairs_table(pairs: Sequence[ScoredPair]) -> str:
-    lines = ["| similarity | kind | image | image |", "|---:|---|---|---|"]
+    lines = ["| score | kind | image | image |", "|---:|---|---|---|"]
     lines += [f"| {p.score:.4f} | {p.kind} | `{p.key_a}` | `{p.key_b}` |" for p in pairs]
     return "\n".join(lines)
 

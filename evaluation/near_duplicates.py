@@ -143,7 +143,7 @@ def _checked(setup: Setup, result: VariantResult, *, gate: float, args: argparse
         picture_check.checked_half(half, thumbnails, gate=gate, threads=args.threads)
         for half in (result.development, result.held_out)
     ]
-    return evaluate_variant(
+    checked = evaluate_variant(
         f"{result.name} + picture check (cosine ≥ {gate:.3f})",
         result.model_id,
         weights=result.weights,
@@ -151,6 +151,7 @@ def _checked(setup: Setup, result: VariantResult, *, gate: float, args: argparse
         held_out=halves[1],
         targets=setup.targets,
     )
+    return replace(checked, score=picture_check.SCORE)
 
 
 def _record(model_dir: Path, manifest: ModelManifest, result: VariantResult, *, gate: float) -> None:

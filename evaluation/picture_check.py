@@ -36,6 +36,8 @@ GATE_RECALL = 0.995
 
 BELOW_GATE = -1.0
 
+SCORE = "the correlation of the two thumbnails, -1 for a pair below the cosine gate"
+
 MAX_CANDIDATES = 300_000
 """The most pairs the check compares on one half (~15 min on two cores). A model whose gate lets more
 through separates nothing (synthetic weights score every pair alike), and its check would say nothing."""

@@ -232,6 +232,8 @@ def test_the_command_writes_its_report_and_reuses_its_embeddings(
     assert checked.startswith("test + picture check (cosine ≥ ")
     assert whitened_checked.startswith("test + pca 3 d, shrinkage 1 + picture check (cosine ≥ ")
     assert set(report["variants"][1]["rules"]) == {"balanced", "precision first"}
+    assert report["variants"][0]["score"] == "cosine similarity"
+    assert report["variants"][1]["score"].startswith("the correlation of the two thumbnails")
     assert "# Near-duplicate detection" in (out / "report.md").read_text()
     assert main(argv) == 0
     again = capsys.readouterr().err
