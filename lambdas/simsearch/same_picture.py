@@ -46,7 +46,9 @@ DRAFT_SIDE: Final = 4 * THUMBNAIL_SIDE
 """A JPEG decodes at reduced size down to this shorter side (libjpeg's DCT scaling): fast, and far
 above the thumbnail's own resolution."""
 
-_EPSILON: Final = float(np.finfo(np.float32).eps)
+UNIFORM_VARIANCE: Final = (0.5 / 255) ** 2
+"""A window (or template) whose pixels vary less than this, per pixel, is uniform: it has no texture to
+line up, and rounding would otherwise turn its near-zero variance into any correlation at all."""
 
 
 def thumbnail(image: Image.Image) -> Thumbnail:
@@ -94,7 +96,8 @@ def match(image: npt.NDArray[np.floating], template: npt.NDArray[np.floating]) -
     """The normalised cross-correlation of ``template`` at every position where it fits inside
     ``image`` (shape: image minus template plus one, each axis): ``match_template``'s "valid" output.
 
-    Positions where the image window or the template is uniform have no defined correlation: 0.
+    Positions where the image window or the template is uniform (``UNIFORM_VARIANCE``) have no defined
+    correlation: 0.
     """
     return _Searched(image).match(template)
 
@@ -117,7 +120,8 @@ class _Searched:
 
     def match(self, template: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
         height, width = template.shape
-        centred = np.asarray(template, dtype=np.float64) - template.mean()
+        pixels = np.asarray(template, dtype=np.float64)
+        centred = pixels - pixels.mean()  # in float64: a float32 mean would leave the sum of centred non-zero
         template_ssd = float(np.sum(centred * centred))
         rows, columns = self.shape[0] - height + 1, self.shape[1] - width + 1
         # The template's mean is zero, so sum(window · centred) is already the centred numerator. A
@@ -126,12 +130,14 @@ class _Searched:
         numerator = np.fft.irfft2(spectrum, s=self.shape)[:rows, :columns]
         window_sum = _windows(self._sums, height, width)
         window_sum2 = _windows(self._sums2, height, width)
-        variance_sum = np.maximum(window_sum2 - window_sum * window_sum / centred.size, 0)
-        denominator = np.sqrt(variance_sum * template_ssd)
+        variance_sum = window_sum2 - window_sum * window_sum / centred.size
         response = np.zeros_like(numerator)
-        defined = denominator > _EPSILON
-        response[defined] = numerator[defined] / denominator[defined]
-        return response
+        uniform = UNIFORM_VARIANCE * centred.size
+        if template_ssd <= uniform:
+            return response
+        defined = variance_sum > uniform
+        response[defined] = numerator[defined] / np.sqrt(variance_sum[defined] * template_ssd)
+        return np.clip(response, -1.0, 1.0, out=response)  # rounding must not pass Cauchy-Schwarz's bound
 
 
 def _summed_area(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:

@@ -12,13 +12,21 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 from skimage.feature import match_template
 
 from evaluation.edits import KINDS, draw_edit
 from model.images import photograph
 from simsearch.preprocess import ImageLimits, decode_image
-from simsearch.same_picture import THUMBNAIL_SIDE, correlation, match, thumbnail, thumbnail_of
+from simsearch.same_picture import (
+    THUMBNAIL_SIDE,
+    _centre,
+    _rescaled,
+    correlation,
+    match,
+    thumbnail,
+    thumbnail_of,
+)
 from simsearch.settings import Settings
 from tests.image_factories import another_frame, encode, jpeg_with_orientation
 
@@ -89,3 +97,30 @@ def test_the_correlation_is_symmetric_and_one_for_the_same_pixels(china: Image.I
     copy = thumbnail_of(encode(china.crop((40, 20, 600, 420)), "PNG"), limits=LIMITS)
     assert correlation(original, original) == pytest.approx(1.0)
     assert correlation(original, copy) == pytest.approx(correlation(copy, original), abs=1e-9)
+
+
+def document() -> Image.Image:
+    """A page of text: blank margins wider than the template, the case where rounding once mattered."""
+    page = Image.new("RGB", (1200, 900), "white")
+    draw = ImageDraw.Draw(page)
+    for line in range(30):
+        draw.text(
+            (40, 20 + line * 28), f"Line {line}: the quick brown fox jumps over the lazy dog", fill="black"
+        )
+    return page
+
+
+def test_blank_windows_match_nothing_and_no_correlation_leaves_minus_1_to_1() -> None:
+    """A float32 mean once left the centred template summing to 1e-5, and a blank window's near-zero
+    variance turned that into a correlation of 144 (scikit-image, in float32, is no oracle there)."""
+    page = thumbnail(document())
+    copy = thumbnail_of(encode(document(), "JPEG", quality=70), limits=LIMITS)
+    template = _centre(_rescaled(copy, (0.85, 0.85)))
+
+    ours = match(page, template)
+
+    assert ours.min() >= -1.0 and ours.max() <= 1.0
+    height, width = template.shape
+    blank = page[-height:, -width:]  # the bottom right corner of the page holds no text
+    assert blank.std() == 0.0 and ours[-1, -1] == 0.0
+    assert SAME_PICTURE <= correlation(page, copy) <= 1.0
