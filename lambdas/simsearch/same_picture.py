@@ -17,7 +17,6 @@ on the other half.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Final
 
 import numpy as np
@@ -124,6 +123,10 @@ class _Searched:
         centred = pixels - pixels.mean()  # in float64: a float32 mean would leave the sum of centred non-zero
         template_ssd = float(np.sum(centred * centred))
         rows, columns = self.shape[0] - height + 1, self.shape[1] - width + 1
+        response = np.zeros((rows, columns))
+        uniform = UNIFORM_VARIANCE * centred.size
+        if template_ssd <= uniform:
+            return response
         # The template's mean is zero, so sum(window · centred) is already the centred numerator. A
         # correlation by FFT at the image's own size: every kept position fits without wrapping round.
         spectrum = self._spectrum * np.conj(np.fft.rfft2(centred, s=self.shape))
@@ -131,10 +134,6 @@ class _Searched:
         window_sum = _windows(self._sums, height, width)
         window_sum2 = _windows(self._sums2, height, width)
         variance_sum = window_sum2 - window_sum * window_sum / centred.size
-        response = np.zeros_like(numerator)
-        uniform = UNIFORM_VARIANCE * centred.size
-        if template_ssd <= uniform:
-            return response
         defined = variance_sum > uniform
         response[defined] = numerator[defined] / np.sqrt(variance_sum[defined] * template_ssd)
         return np.clip(response, -1.0, 1.0, out=response)  # rounding must not pass Cauchy-Schwarz's bound
@@ -164,7 +163,3 @@ def _centre(thumb: Thumbnail) -> Thumbnail:
     keep_height, keep_width = int(height * CENTRE_SHARE), int(width * CENTRE_SHARE)
     top, left = (height - keep_height) // 2, (width - keep_width) // 2
     return thumb[top : top + keep_height, left : left + keep_width]
-
-
-ThumbnailSource = Callable[[str], Thumbnail | None]
-"""An image id's thumbnail, or None when its picture cannot be had (deleted, unreadable)."""
