@@ -27,9 +27,8 @@ are one picture) and ``clusters`` (the groups of more than one image, with the b
 
 from __future__ import annotations
 
+import functools
 import logging
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
@@ -357,26 +356,9 @@ def clusters(groups: Iterable[Sequence[Content]]) -> list[Cluster]:
 
 
 def _remembering(check: PictureCheck) -> PictureCheck:
-    """``check`` keeping the ``KEPT_THUMBNAILS`` most recently used thumbnails, by bucket and key: over a
-    whole index each image is a candidate of several others."""
-    kept: OrderedDict[tuple[str, str], Thumbnail | None] = OrderedDict()
-    lock = threading.Lock()  # the reads of one content's candidates run in threads
-    source = check.thumbnails
-
-    def thumbnails(image: ImageMetadata) -> Thumbnail | None:
-        where = (image.bucket, image.key)
-        with lock:
-            if where in kept:
-                kept.move_to_end(where)
-                return kept[where]
-        thumb = source(image)  # outside the lock: reads overlap
-        with lock:
-            kept[where] = thumb
-            if len(kept) > KEPT_THUMBNAILS:
-                kept.popitem(last=False)
-        return thumb
-
-    return replace(check, thumbnails=thumbnails)
+    """``check`` keeping the ``KEPT_THUMBNAILS`` most recently used thumbnails, by image (its metadata,
+    bucket, key and ETag among them): over a whole index each image is a candidate of several others."""
+    return replace(check, thumbnails=functools.lru_cache(maxsize=KEPT_THUMBNAILS)(check.thumbnails))
 
 
 def _content_key(image: IndexedImage) -> str:
