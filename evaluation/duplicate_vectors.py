@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -96,10 +97,13 @@ def _read(path: Path) -> dict[str, Vectors]:
 
 
 def _write(path: Path, cached: dict[str, Vectors]) -> None:
+    if cached:
+        save_npz(path, keys=np.array(list(cached)), vectors=np.stack(list(cached.values())))
+
+
+def save_npz(path: Path, **arrays: Any) -> None:
     """Write beside, then rename: an interrupted write never leaves a half cache."""
-    if not cached:
-        return
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial.npz")
-    np.savez(partial, keys=np.array(list(cached)), vectors=np.stack(list(cached.values())))
+    np.savez(partial, **arrays)
     partial.replace(path)

@@ -42,6 +42,7 @@ from model.build import SYNTHETIC
 from model.projection import Method, WhiteningSettings
 from simsearch.errors import SimsearchError
 from simsearch.manifest import ModelManifest
+from simsearch.same_picture import Thumbnail
 
 DEFAULT_MODEL_DIR = Path("build/models/mobilenet_v2")
 DEFAULT_OUT = Path("build/eval/near-duplicates")
@@ -54,10 +55,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         setup = _setup(args)
+        thumbnails = None  # the members' pixels: the same for every model and variant
+        if args.picture_check:
+            thumbnails = picture_check.member_thumbnails(
+                setup.members, cache_dir=args.out / "embeddings", threads=args.threads
+            )
         results = [
             result
             for model_dir in args.model_dir
-            for result in _model_results(setup, model_dir, whitenings=args.whitening, args=args)
+            for result in _model_results(setup, model_dir, thumbnails=thumbnails, args=args)
         ]
     except SimsearchError as error:
         print(f"error ({error.code}): {error}", file=sys.stderr)
@@ -108,12 +114,17 @@ def _lists(dataset: Path, given: Sequence[Path] | None) -> list[Path]:
 
 
 def _model_results(
-    setup: Setup, model_dir: Path, *, whitenings: Sequence[str], args: argparse.Namespace
+    setup: Setup,
+    model_dir: Path,
+    *,
+    thumbnails: dict[str, Thumbnail] | None,
+    args: argparse.Namespace,
 ) -> list[VariantResult]:
+    """Each ``--whitening`` of the model, by cosine and, given ``thumbnails``, with the picture check."""
     manifest = ModelManifest.load(model_dir)
     base = embed_members(setup.members, model_dir, cache_dir=args.out / "embeddings", threads=args.threads)
     results = []
-    for whitening in whitenings:
+    for whitening in args.whitening:
         vectors, name = base, manifest.arch
         if whitening != "none":
             settings = WhiteningSettings.defaults(  # argparse checked the method
@@ -124,9 +135,9 @@ def _model_results(
         cosine = _variant(setup, vectors, name=name, manifest=manifest)
         gate = picture_check.gate(cosine.development.pairs_curve)
         results.append(cosine)
-        if args.picture_check:
+        if thumbnails is not None:
             try:
-                results.append(_checked(setup, cosine, gate=gate, args=args))
+                results.append(_checked(setup, cosine, thumbnails, gate=gate, threads=args.threads))
             except picture_check.TooManyCandidates as error:
                 print(f"{cosine.name}: no picture check: {error}", file=sys.stderr)
         if whitening == "none" and args.record:
@@ -134,13 +145,12 @@ def _model_results(
     return results
 
 
-def _checked(setup: Setup, result: VariantResult, *, gate: float, args: argparse.Namespace) -> VariantResult:
+def _checked(
+    setup: Setup, result: VariantResult, thumbnails: dict[str, Thumbnail], *, gate: float, threads: int
+) -> VariantResult:
     """``result``'s model with the pixel check behind ``gate``."""
-    thumbnails = picture_check.member_thumbnails(
-        setup.members, cache_dir=args.out / "embeddings", threads=args.threads
-    )
     halves = [
-        picture_check.checked_half(half, thumbnails, gate=gate, threads=args.threads)
+        picture_check.checked_half(half, thumbnails, gate=gate, threads=threads)
         for half in (result.development, result.held_out)
     ]
     checked = evaluate_variant(

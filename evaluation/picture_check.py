@@ -26,7 +26,7 @@ import numpy as np
 from evaluation.duplicate_benchmark import Half
 from evaluation.duplicate_pairs import Pairs, ScoredPairs, Scores, duplicate_pair_count
 from evaluation.duplicate_set import Member
-from evaluation.duplicate_vectors import member_bytes
+from evaluation.duplicate_vectors import member_bytes, save_npz
 from evaluation.threshold import Curve, curve, grid
 from simsearch.preprocess import ImageLimits
 from simsearch.same_picture import THUMBNAIL_SIDE, Thumbnail, correlation, thumbnail_of
@@ -159,13 +159,10 @@ def _read(path: Path) -> dict[str, Thumbnail]:
 
 
 def _write(path: Path, cached: dict[str, Thumbnail]) -> None:
-    """One flat uint8 array of every thumbnail (they are 8-bit greys), written beside and renamed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial.npz")
-    np.savez(
-        partial,
+    """One flat uint8 array of every thumbnail (they are 8-bit greys)."""
+    save_npz(
+        path,
         keys=np.array(list(cached)),
         shapes=np.array([thumb.shape for thumb in cached.values()], dtype=np.int64),
         pixels=np.concatenate([np.round(thumb.ravel() * 255).astype(np.uint8) for thumb in cached.values()]),
     )
-    partial.replace(path)
