@@ -154,7 +154,7 @@ def model_rule(serving: IndexInfo, settings: Settings) -> tuple[float, float]:
         manifest = ModelManifest.load(Path(serving.model_uri))
     except ConfigError:
         return defaults
-    return manifest.near_threshold(defaults[0]), manifest.near_gate(defaults[1])
+    return manifest.near_rule(threshold=defaults[0], gate=defaults[1])
 
 
 def find(

@@ -64,13 +64,13 @@ class ModelManifest:
     weights_file: str
     weights_sha256: str
 
-    def near_threshold(self, default: float) -> float:
-        """This model's measured near-duplicate threshold, or ``default`` where none was measured."""
-        return default if self.near_duplicate_threshold is None else self.near_duplicate_threshold
-
-    def near_gate(self, default: float) -> float:
-        """This model's measured gate of the picture check, or ``default`` where none was measured."""
-        return default if self.near_duplicate_gate is None else self.near_duplicate_gate
+    def near_rule(self, *, threshold: float, gate: float) -> tuple[float, float]:
+        """This model's measured near-duplicate threshold and picture-check gate, each where it was
+        measured, else the given default (the deployment's settings)."""
+        return (
+            threshold if self.near_duplicate_threshold is None else self.near_duplicate_threshold,
+            gate if self.near_duplicate_gate is None else self.near_duplicate_gate,
+        )
 
     @classmethod
     def load(cls, model_dir: Path) -> ModelManifest:

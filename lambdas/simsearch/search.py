@@ -430,7 +430,7 @@ class SearchService:
         threshold, gate = self._config.near_duplicate_threshold, self._config.near_duplicate_gate
         manifest = manifest_of(target.embedder)
         if manifest is not None:
-            threshold, gate = manifest.near_threshold(threshold), manifest.near_gate(gate)
+            threshold, gate = manifest.near_rule(threshold=threshold, gate=gate)
         check = PictureCheck(
             gate=gate,
             threshold=self._config.picture_match_threshold,
