@@ -6,6 +6,8 @@ refused by their shape, and validation never walks a value it is about to refuse
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from typing import Any
 
@@ -16,6 +18,7 @@ from handlers import api_input
 from handlers.request_schema import BoundedSchema
 from model.architectures import ARCHITECTURES
 from simsearch.errors import InvalidRequestError
+from simsearch.search import ImageQuery
 from tests import api_events
 
 SEARCH_REQUEST = api_input.DOCUMENT["components"]["schemas"]["SearchRequest"]
@@ -179,3 +182,37 @@ def test_the_duplicates_threshold_is_optional_and_between_0_and_1() -> None:
         with pytest.raises(InvalidRequestError) as raised:
             duplicates_threshold(threshold=raw)
         assert str(raised.value) == message
+
+
+BASE64_CASES = [
+    "aGVsbG8=",  # valid
+    "aGVsbG8",  # unpadded
+    "aGVs\nbG8=",  # wrapped at a line, as `base64` prints
+    "aGVs bG8=",
+    "aGVsbG8-",  # the URL-safe alphabet
+    "====",
+    "ab==",
+    "é",
+]
+
+
+@pytest.mark.parametrize("text", BASE64_CASES)
+def test_a_json_image_is_decoded_as_the_standard_librarys_strict_base64_would(text: str) -> None:
+    try:
+        expected: bytes | None = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        expected = None
+    body = json.dumps({"image": text}).encode()
+    if expected is None:
+        assert "image is not valid base64" in refusal(body)
+    else:
+        query, _ = read(body)  # type: ignore[misc]
+        assert query == ImageQuery(data=expected)
+
+
+@pytest.mark.parametrize("text", ["aGVsbG8=", "aGVs\nbG8=", "ab==", "===="])
+def test_a_binary_body_is_decoded_as_the_standard_library_decodes_what_api_gateway_sends(text: str) -> None:
+    event = api_events.post_image("/search", b"")
+    event.update(body=text, isBase64Encoded=True)
+    query, _ = api_input.search_request(APIGatewayProxyEvent(event))
+    assert query == ImageQuery(data=base64.b64decode(text))
