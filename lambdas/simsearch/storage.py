@@ -143,6 +143,14 @@ def reuse_seconds(ttl_seconds: int) -> int:
     return max(0, min(int(ttl_seconds * REUSE_SHARE), MAX_URL_LIFETIME_S - ttl_seconds))
 
 
+@dataclass(frozen=True)
+class _Prefix:
+    """What every presigned GET of one bucket shares: the URL up to the key, and the ``host`` it signs."""
+
+    url: str
+    host: str
+
+
 _PROBE_KEY = "presign-probe"
 _PER_SIGNING = {"X-Amz-Date", "X-Amz-Signature"}
 """The query parameters that differ between two signings of the same request: the time, and so the MAC."""
@@ -156,7 +164,9 @@ class GetPresigner:
     URLs of a bucket share everything up to the key, so the client presigns one probe key per bucket
     (the endpoint and addressing style it picks), and every later URL is that prefix, the key encoded as
     botocore encodes it, and ``S3SigV4QueryAuth`` with the client's credentials, fetched per URL as the
-    client does (expiring role credentials refresh). The probe is also checked: signed the fast way, it
+    client does (expiring role credentials refresh). The signed ``host`` header goes with each request,
+    as botocore derives it from the prefix once per bucket, which spares the signer parsing every URL
+    twice for it (a third of its ~0.1 ms per URL). The probe is also checked: signed the fast way, it
     must carry the very parameters the client's URL does, else that bucket keeps the client's way. So
     does a client that does not sign with SigV4 (the query side's ``QUERY_S3`` does).
 
@@ -175,7 +185,7 @@ class GetPresigner:
         self._region = client.meta.region_name
         fast = client.meta.config.signature_version == "s3v4" and self._credentials is not None
         self._fast = fast and self._region is not None
-        self._prefixes: dict[str, str | None] = {}
+        self._prefixes: dict[str, _Prefix | None] = {}
         self._lock = threading.Lock()
 
     def url(self, bucket: str, key: str, *, ttl_seconds: int) -> str:
@@ -200,29 +210,33 @@ class GetPresigner:
         prefix = self._prefix(bucket) if self._fast else None
         if prefix is None:
             return self._client_url(bucket, key, lifetime)
-        return self._signed(prefix + percent_encode(key, safe="/~"), lifetime, credentials)
+        return self._signed(
+            prefix.url + percent_encode(key, safe="/~"), lifetime, credentials, host=prefix.host
+        )
 
-    def _prefix(self, bucket: str) -> str | None:
+    def _prefix(self, bucket: str) -> _Prefix | None:
         """Every URL of ``bucket`` up to its key, or None when the client must presign them itself."""
         with self._lock:
             if bucket not in self._prefixes:
                 self._prefixes[bucket] = self._probe(bucket)
             return self._prefixes[bucket]
 
-    def _probe(self, bucket: str) -> str | None:
+    def _probe(self, bucket: str) -> _Prefix | None:
         made = self._client_url(bucket, _PROBE_KEY, 60)
         parts = urlsplit(made)
         if not parts.path.endswith(f"/{_PROBE_KEY}"):
             return None
-        prefix = f"{parts.scheme}://{parts.netloc}{parts.path.removesuffix(_PROBE_KEY)}"
+        url = f"{parts.scheme}://{parts.netloc}{parts.path.removesuffix(_PROBE_KEY)}"
         credentials = self._credentials.get_frozen_credentials()  # type: ignore[union-attr]  # _fast
-        ours = urlsplit(self._signed(prefix + _PROBE_KEY, 60, credentials))
+        auth = S3SigV4QueryAuth(credentials, "s3", self._region, expires=60)
+        prefix = _Prefix(url=url, host=auth.headers_to_sign(AWSRequest(method="GET", url=url))["host"])
+        ours = urlsplit(self._signed(url + _PROBE_KEY, 60, credentials, host=prefix.host))
         if (ours.scheme, ours.netloc, ours.path) != (parts.scheme, parts.netloc, parts.path):
             return None
         return prefix if _stable_params(ours.query) == _stable_params(parts.query) else None
 
-    def _signed(self, url: str, ttl_seconds: int, credentials: Any) -> str:
-        request = AWSRequest(method="GET", url=url, data=b"", headers={})
+    def _signed(self, url: str, ttl_seconds: int, credentials: Any, *, host: str) -> str:
+        request = AWSRequest(method="GET", url=url, data=b"", headers={"host": host})
         S3SigV4QueryAuth(credentials, "s3", self._region, expires=ttl_seconds).add_auth(request)
         signed: str = request.url
         return signed

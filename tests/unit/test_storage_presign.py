@@ -52,8 +52,14 @@ def s3(region: str = "us-east-1", *, endpoint: str | None = None, config: Config
 @pytest.mark.usefixtures("still_clock")
 @pytest.mark.parametrize(
     ("region", "endpoint"),
-    [("us-east-1", None), ("eu-west-1", None), ("us-east-1", "http://127.0.0.1:5000")],
-    ids=["us-east-1", "eu-west-1", "path-style-endpoint"],
+    [
+        ("us-east-1", None),
+        ("eu-west-1", None),
+        ("us-east-1", "http://127.0.0.1:5000"),
+        ("us-east-1", "https://s3.example.test:443"),  # the signed host leaves a default port out
+        ("us-east-1", "http://[::1]:5000"),
+    ],
+    ids=["us-east-1", "eu-west-1", "path-style-endpoint", "default-port-endpoint", "ipv6-endpoint"],
 )
 def test_presigned_urls_are_the_ones_the_client_makes(region: str, endpoint: str | None) -> None:
     client = s3(region, endpoint=endpoint)
