@@ -91,8 +91,8 @@ bench-duplicates: deps model  ## GET /images/{id}/duplicates with the picture ch
 bench-index: deps opensearch model  ## recall@10 / QPS / docs/s of both index adapters vs exact search, same run
 	$(PY) -m devtools.bench_index --hard --force-merge --model-dir $(MODEL_DIR)
 
-bench-query: deps opensearch model  ## POST /search overhead beyond embed + k-NN (real node, remote-latency mode), same run
-	$(PY) -m devtools.bench_query
+bench-query: deps opensearch model  ## POST /search overhead beyond embed + k-NN (real node, remote-latency mode), same run (LAMBDA_MEMORY=2048: on the CPU such a function gets, the node on the other cores)
+	$(PY) -m devtools.bench_query $(if $(LAMBDA_MEMORY),--lambda-memory $(LAMBDA_MEMORY))
 
 bench-coldstart: deps model  ## init of both functions in the deployed bundle layout (Python 3.12) vs bare ORT, same run
 	$(PY) -m devtools.bench_coldstart --source-only $(if $(wildcard build/models/resnet50/manifest.json),,--models mobilenet_v2)

@@ -74,7 +74,7 @@ from localmode.harness import (
 )
 from simsearch import bootstrap
 from simsearch.bootstrap import inference_threads
-from simsearch.embedder import OnnxEmbedder, ort_threads
+from simsearch.embedder import OnnxEmbedder
 from simsearch.index.embedded import EmbeddedIndex
 from simsearch.index.opensearch import OpenSearchIndex
 from simsearch.ingestion import Ingestion
@@ -400,7 +400,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         index_read=args.index_read_ms,
         index_bulk=args.bulk_ms,
     )
-    threads = lambda_cpu(args.lambda_memory) if args.lambda_memory else inference_threads(args.threads)
+    threads = (
+        benchkit.lambda_cpu(args.lambda_memory) if args.lambda_memory else inference_threads(args.threads)
+    )
     embedder = OnnxEmbedder.load(args.model_dir, threads=threads)
     runs = [photos(args.images if run else BATCH, seed=run) for run in range(args.repeats + 1)]
     rows = run_rows(backends, args, embedder, runs, latencies=latencies, threads=threads)
@@ -447,14 +449,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     benchkit.write_report(args.out, report)
     return 0
-
-
-def lambda_cpu(memory_mb: int) -> int:
-    """Pin this process to the cores a function of ``memory_mb`` gets (``simsearch.embedder.ort_threads``,
-    which also sets its inference threads), before any thread starts; returns how many."""
-    cores = ort_threads(0, lambda_memory_mb=memory_mb, cpu_count=os.cpu_count())
-    os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:cores])
-    return cores
 
 
 def run_rows(

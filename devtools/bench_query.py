@@ -24,6 +24,10 @@ Two modes, both by default (``--mode``):
   handler's service is ``bootstrap.search`` with that index handed in. S3 is never called on this path:
   presigning is local computation, in both modes.
 
+``--lambda-memory MB`` runs on the CPU a function of that size gets (one core and one inference thread
+at the deployed 2,048 MB) and keeps the node it starts on the other cores: in AWS the domain does not
+take the function's CPU, and on a shared machine the JVM's work lands inside whichever path runs next.
+
 For each mode: overhead = handler p50 − embed p50 − index p50; the goal is ≤ 3 ms. On a busy machine
 those medians come from different moments, so the overhead is also measured inside each request
 (``InsideRequests``: the handler's time less that request's own embedding and k-NN query). The node holds
@@ -138,10 +142,21 @@ class Remote:
 
 
 def run(
-    *, model_dir: Path, documents: int, repeats: int, url: str, modes: Sequence[str], remote: Remote
+    *,
+    model_dir: Path,
+    documents: int,
+    repeats: int,
+    url: str,
+    modes: Sequence[str],
+    remote: Remote,
+    threads: int = 0,
 ) -> dict[str, Any]:
+    """Every path of every mode; ``threads`` inference threads (0: one per core)."""
     settings = local_settings(
-        model_dir=model_dir, opensearch_url=url, index_prefix=f"bench-{uuid.uuid4().hex[:8]}"
+        model_dir=model_dir,
+        opensearch_url=url,
+        index_prefix=f"bench-{uuid.uuid4().hex[:8]}",
+        ort_threads=threads,
     )
     with deployed(settings, quiet=True) as deployment:
         deployment.cold_start("query")  # load the model now, not in the first timed request
@@ -408,13 +423,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--connect-ms", type=float, default=DEFAULT_CONNECT_MS, help="per new connection (remote)"
     )
+    parser.add_argument(
+        "--lambda-memory",
+        type=int,
+        default=0,
+        metavar="MB",
+        help="run on the CPU a function of MB gets (one core and one inference thread at the deployed "
+        "2,048 MB), and the node this run starts on the other cores, as a domain runs apart from the "
+        "function in AWS; 0: every core for both",
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
     if not benchkit.model_is_built(args.model_dir):
         return 1
     modes = MODES if args.mode == "both" else (args.mode,)
+    threads = benchkit.lambda_cpu(args.lambda_memory) if args.lambda_memory else 0
+    own_node = not os.environ.get("OPENSEARCH_URL")
+    node_cores = benchkit.spare_cores() if args.lambda_memory and own_node else None
     with ExitStack() as stack:
-        url = stack.enter_context(benchkit.opensearch_url())  # the remote mode records the node's answers
+        # the remote mode records the node's answers
+        url = stack.enter_context(benchkit.opensearch_url(cpus=node_cores))
         report = run(
             model_dir=args.model_dir,
             documents=args.documents,
@@ -422,8 +450,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             url=url,
             modes=modes,
             remote=Remote(knn_ms=args.knn_ms, connect_ms=args.connect_ms),
+            threads=threads,
         )
+    report |= {
+        "lambda_memory_mb": args.lambda_memory or None,
+        "cores_used": sorted(os.sched_getaffinity(0)),
+        "node_cores": sorted(node_cores) if node_cores else None,
+    }
     print(f"model {report['model_id']}, {report['image_bytes']} byte JPEG, {report['documents']} documents")
+    if args.lambda_memory:
+        node = report["node_cores"] or "anywhere (not started here)"
+        print(
+            f"as a {args.lambda_memory} MB function: {report['threads']} inference thread(s) on cores "
+            f"{report['cores_used']}; the node on cores {node}"
+        )
     print(table(report))
     benchkit.write_report(args.out, report)
     return 0

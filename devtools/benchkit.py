@@ -11,9 +11,10 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -85,16 +86,34 @@ def peak_rss_mb() -> float:
 
 
 @contextmanager
-def opensearch_url(*, heap: str | None = None) -> Iterator[str]:
-    """``OPENSEARCH_URL`` if set, else a node of our own for the run, with ``heap`` if given."""
+def opensearch_url(*, heap: str | None = None, cpus: Collection[int] | None = None) -> Iterator[str]:
+    """``OPENSEARCH_URL`` if set, else a node of our own for the run, with ``heap`` if given, on ``cpus``
+    if given (``spare_cores``)."""
     if url := os.environ.get("OPENSEARCH_URL"):
         yield url
         return
     from devtools.opensearch_node import OpenSearchNode, fetch  # model.bench never needs a node
 
-    node = OpenSearchNode(home=fetch()) if heap is None else OpenSearchNode(home=fetch(), heap=heap)
-    with node as running:
+    options: dict[str, Any] = {"cpus": cpus} | ({"heap": heap} if heap is not None else {})
+    with OpenSearchNode(home=fetch(), **options) as running:
         yield running.url
+
+
+def lambda_cpu(memory_mb: int) -> int:
+    """Pin this process to the cores a function of ``memory_mb`` gets (``simsearch.embedder.ort_threads``,
+    which also sets its inference threads), before any thread starts; returns how many."""
+    from simsearch.embedder import ort_threads  # not every benchmark loads ONNX Runtime
+
+    cores = ort_threads(0, lambda_memory_mb=memory_mb, cpu_count=os.cpu_count())
+    os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:cores])
+    return cores
+
+
+def spare_cores() -> frozenset[int] | None:
+    """The cores this process is not pinned to (``lambda_cpu``), for a node that should not compete with
+    it, as a domain in AWS does not compete with a function; None when there are none to spare."""
+    spare = frozenset(range(os.cpu_count() or 1)) - os.sched_getaffinity(0)
+    return spare or None
 
 
 def write_report(path: Path, report: Mapping[str, object]) -> None:

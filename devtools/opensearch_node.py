@@ -37,7 +37,7 @@ import sys
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import FrameType, TracebackType
 from urllib.parse import quote
@@ -196,13 +196,17 @@ class OpenSearchNode:
         home: Path,
         http_port: int = 0,
         heap: str = "512m",
+        cpus: Collection[int] | None = None,
         startup_timeout_s: float = 180.0,
         stop_timeout_s: float = 30.0,
     ) -> None:
-        """Describe the node; ``http_port=0`` lets it pick a free port, read back from its ports file."""
+        """Describe the node; ``http_port=0`` lets it pick a free port, read back from its ports file.
+        ``cpus`` keeps the node (the JVM and every thread it starts) on those cores, so that a benchmark
+        can leave the ones it measures on to the work it measures; None: any core."""
         self._home = home
         self._http_port = http_port
         self._heap = heap
+        self._cpus = None if cpus is None else frozenset(cpus)
         self._startup_timeout_s = startup_timeout_s
         self._stop_timeout_s = stop_timeout_s
         self._workdir: Path | None = None
@@ -314,7 +318,7 @@ class OpenSearchNode:
                 user=user.pw_uid if user else None,
                 group=user.pw_gid if user else None,
                 extra_groups=[] if user else None,
-                preexec_fn=_die_with_parent(),
+                preexec_fn=_before_exec(self._cpus),
             )
 
     def _wait_until_ready(self, workdir: Path) -> str:
@@ -508,16 +512,19 @@ def _give_to(user: pwd.struct_passwd, workdir: Path) -> None:
             os.chown(path, user.pw_uid, user.pw_gid)
 
 
-def _die_with_parent() -> Callable[[], None] | None:
-    """A pre-exec hook asking Linux to SIGTERM the node when its parent dies, even by SIGKILL."""
+def _before_exec(cpus: frozenset[int] | None) -> Callable[[], None] | None:
+    """A pre-exec hook asking Linux to SIGTERM the node when its parent dies, even by SIGKILL, and to run
+    it on ``cpus`` only (inherited by every thread and process it starts)."""
     if not sys.platform.startswith("linux"):
         return None
     prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before fork: the child only calls it
 
-    def set_parent_death_signal() -> None:
+    def set_up_child() -> None:
         prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
+        if cpus is not None:
+            os.sched_setaffinity(0, cpus)
 
-    return set_parent_death_signal
+    return set_up_child
 
 
 def _is_healthy(url: str, *, auth: tuple[str, str] | None) -> bool:
