@@ -12,14 +12,17 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
+import botocore.auth
 from botocore.auth import S3SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.utils import percent_encode
 
+from simsearch import sigv4_query
 from simsearch.errors import ConfigError, ImageTooLargeError, NotFoundError, StorageUnavailableError
 
 _MISSING = {"404", "NoSuchKey", "NotFound", "NoSuchBucket"}
@@ -148,27 +151,26 @@ class _Prefix:
     """What every presigned GET of one bucket shares: the URL up to the key, and the ``host`` it signs."""
 
     url: str
+    path: str
     host: str
 
 
 _PROBE_KEY = "presign-probe"
-_PER_SIGNING = {"X-Amz-Date", "X-Amz-Signature"}
-"""The query parameters that differ between two signings of the same request: the time, and so the MAC."""
 
 
 class GetPresigner:
-    """Presigned GET URLs of one boto3 S3 client, signed by botocore's own SigV4 query signer.
+    """Presigned GET URLs of one boto3 S3 client, the very URLs its ``generate_presigned_url`` makes.
 
     ``generate_presigned_url`` resolves the endpoint through S3's rule set and serialises the request
-    anew for every URL: two thirds of its ~0.25 ms (measured), and a query response carries ten. All
-    URLs of a bucket share everything up to the key, so the client presigns one probe key per bucket
-    (the endpoint and addressing style it picks), and every later URL is that prefix, the key encoded as
-    botocore encodes it, and ``S3SigV4QueryAuth`` with the client's credentials, fetched per URL as the
-    client does (expiring role credentials refresh). The signed ``host`` header goes with each request,
-    as botocore derives it from the prefix once per bucket, which spares the signer parsing every URL
-    twice for it (a third of its ~0.1 ms per URL). The probe is also checked: signed the fast way, it
-    must carry the very parameters the client's URL does, else that bucket keeps the client's way. So
-    does a client that does not sign with SigV4 (the query side's ``QUERY_S3`` does).
+    anew for every URL (~0.25 ms), and botocore's SigV4 query signer alone still takes ~0.1 ms, while a
+    search answers with up to a hundred URLs. All URLs of a bucket share everything up to the key, so
+    the client presigns one probe key per bucket (the endpoint and addressing style it picks; botocore
+    derives the signed ``host`` from it), and every later URL is that prefix, the key encoded as botocore
+    encodes it, signed by ``simsearch.sigv4_query`` with the client's credentials, fetched per URL as the
+    client does (expiring role credentials refresh), at the time botocore's signers read. The probe is
+    checked: signed that way at the instant the client signed it, it must be the client's URL byte for
+    byte, signature included, else that bucket keeps the client's way. So does a client that does not
+    sign with SigV4 (the query side's ``QUERY_S3`` does).
 
     A URL, once signed, is handed out again for a while (``REUSE_SHARE`` of ``ttl_seconds``): it is
     signed to live that much longer, so every URL still has at least ``ttl_seconds`` to live when given.
@@ -210,9 +212,7 @@ class GetPresigner:
         prefix = self._prefix(bucket) if self._fast else None
         if prefix is None:
             return self._client_url(bucket, key, lifetime)
-        return self._signed(
-            prefix.url + percent_encode(key, safe="/~"), lifetime, credentials, host=prefix.host
-        )
+        return self._signed(prefix, percent_encode(key, safe="/~"), lifetime, credentials, now=_utc_now())
 
     def _prefix(self, bucket: str) -> _Prefix | None:
         """Every URL of ``bucket`` up to its key, or None when the client must presign them itself."""
@@ -222,24 +222,29 @@ class GetPresigner:
             return self._prefixes[bucket]
 
     def _probe(self, bucket: str) -> _Prefix | None:
+        credentials = self._credentials.get_frozen_credentials()  # type: ignore[union-attr]  # _fast
         made = self._client_url(bucket, _PROBE_KEY, 60)
         parts = urlsplit(made)
-        if not parts.path.endswith(f"/{_PROBE_KEY}"):
+        signed_at = dict(parse_qsl(parts.query)).get("X-Amz-Date", "")
+        if not parts.path.endswith(f"/{_PROBE_KEY}") or not signed_at:
             return None
         url = f"{parts.scheme}://{parts.netloc}{parts.path.removesuffix(_PROBE_KEY)}"
-        credentials = self._credentials.get_frozen_credentials()  # type: ignore[union-attr]  # _fast
         auth = S3SigV4QueryAuth(credentials, "s3", self._region, expires=60)
-        prefix = _Prefix(url=url, host=auth.headers_to_sign(AWSRequest(method="GET", url=url))["host"])
-        ours = urlsplit(self._signed(url + _PROBE_KEY, 60, credentials, host=prefix.host))
-        if (ours.scheme, ours.netloc, ours.path) != (parts.scheme, parts.netloc, parts.path):
-            return None
-        return prefix if _stable_params(ours.query) == _stable_params(parts.query) else None
+        host = auth.headers_to_sign(AWSRequest(method="GET", url=url))["host"]
+        prefix = _Prefix(url=url, path=parts.path.removesuffix(_PROBE_KEY), host=host)
+        now = datetime.strptime(signed_at, sigv4_query.TIMESTAMP)
+        return prefix if self._signed(prefix, _PROBE_KEY, 60, credentials, now=now) == made else None
 
-    def _signed(self, url: str, ttl_seconds: int, credentials: Any, *, host: str) -> str:
-        request = AWSRequest(method="GET", url=url, data=b"", headers={"host": host})
-        S3SigV4QueryAuth(credentials, "s3", self._region, expires=ttl_seconds).add_auth(request)
-        signed: str = request.url
-        return signed
+    def _signed(self, prefix: _Prefix, key: str, ttl_seconds: int, credentials: Any, *, now: datetime) -> str:
+        return sigv4_query.presigned_get(
+            base=prefix.url + key,
+            path=prefix.path + key,
+            host=prefix.host,
+            region=self._region,
+            credentials=credentials,
+            expires=ttl_seconds,
+            now=now,
+        )
 
     def _client_url(self, bucket: str, key: str, ttl_seconds: int) -> str:
         url: str = self._client.generate_presigned_url(
@@ -248,9 +253,11 @@ class GetPresigner:
         return url
 
 
-def _stable_params(query: str) -> list[tuple[str, str]]:
-    params = parse_qsl(query, keep_blank_values=True)
-    return [(name, value) for name, value in params if name not in _PER_SIGNING]
+def _utc_now() -> datetime:
+    """The time botocore's signers read (naive UTC), so a URL signed here and one signed by the client
+    at the same instant are the same URL."""
+    now: datetime = botocore.auth.get_current_datetime()
+    return now
 
 
 def _stored(bucket: str, key: str, response: Mapping[str, Any], *, size: int) -> StoredObject:

@@ -37,7 +37,16 @@ def still_clock() -> Iterator[None]:
         yield
 
 
-def s3(region: str = "us-east-1", *, endpoint: str | None = None, config: Config = bootstrap.QUERY_S3) -> Any:
+STS_TOKEN = "IQoJb3JpZ2luX2VjEHwaCXVzLWVhc3QtMSJHMEUCIQ+/x=="  # the characters a session token carries
+
+
+def s3(
+    region: str = "us-east-1",
+    *,
+    endpoint: str | None = None,
+    config: Config = bootstrap.QUERY_S3,
+    token: str | None = "token",
+) -> Any:
     return boto3.client(
         "s3",
         region_name=region,
@@ -45,7 +54,7 @@ def s3(region: str = "us-east-1", *, endpoint: str | None = None, config: Config
         config=config,
         aws_access_key_id="AKIDEXAMPLE",
         aws_secret_access_key="secret",
-        aws_session_token="token",
+        aws_session_token=token,
     )
 
 
@@ -61,16 +70,41 @@ def s3(region: str = "us-east-1", *, endpoint: str | None = None, config: Config
     ],
     ids=["us-east-1", "eu-west-1", "path-style-endpoint", "default-port-endpoint", "ipv6-endpoint"],
 )
-def test_presigned_urls_are_the_ones_the_client_makes(region: str, endpoint: str | None) -> None:
-    client = s3(region, endpoint=endpoint)
+@pytest.mark.parametrize("token", ["token", STS_TOKEN, None], ids=["token", "sts-token", "no-token"])
+def test_presigned_urls_are_the_ones_the_client_makes(
+    region: str, endpoint: str | None, token: str | None
+) -> None:
+    client = s3(region, endpoint=endpoint, token=token)
     store = S3ImageStore(client)
-    for bucket in ("images", "other.bucket-2"):
-        for key in KEYS:
-            for ttl in (60, 900):
-                made = client.generate_presigned_url(
-                    "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=ttl + reuse_seconds(ttl)
-                )
-                assert store.presigned_get(bucket, key, ttl_seconds=ttl) == made
+    with mock.patch.object(client, "generate_presigned_url", wraps=client.generate_presigned_url) as presign:
+        ours = {
+            (bucket, key, ttl): store.presigned_get(bucket, key, ttl_seconds=ttl)
+            for bucket in ("images", "other.bucket-2")
+            for key in KEYS
+            for ttl in (60, 900)
+        }
+    assert presign.call_count == 2  # one probe per bucket: every URL was signed here, none by the client
+    for (bucket, key, ttl), url in ours.items():
+        made = client.generate_presigned_url(
+            "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=ttl + reuse_seconds(ttl)
+        )
+        assert url == made
+
+
+@pytest.mark.usefixtures("still_clock")
+def test_a_bucket_whose_probe_the_client_signs_otherwise_keeps_the_clients_urls() -> None:
+    """Should a botocore release add a parameter or sign differently, its URLs win over ours."""
+    client = s3()
+    signs = client.generate_presigned_url
+
+    def with_extra_parameter(*args: Any, **kwargs: Any) -> str:
+        return f"{signs(*args, **kwargs)}&x-id=GetObject"
+
+    store = S3ImageStore(client)
+    with mock.patch.object(client, "generate_presigned_url", side_effect=with_extra_parameter) as presign:
+        url = store.presigned_get("images", "photos/cat.jpg", ttl_seconds=60)
+    assert url.endswith("&x-id=GetObject")
+    assert presign.call_count == 2  # the probe, then the client's URL for the key
 
 
 @pytest.mark.usefixtures("still_clock")
