@@ -34,17 +34,18 @@ def presigned_get(
     """``base`` + ``path`` (the URL without its query, the key already encoded as the client encodes
     it; ``path`` is that URL's path) signed for a GET with ``credentials`` (botocore's frozen ones) at
     ``now`` (UTC), valid ``expires`` seconds, with ``host`` as the signed host header."""
-    timestamp, day = now.strftime(TIMESTAMP), now.strftime("%Y%m%d")
+    timestamp = now.strftime(TIMESTAMP)
+    day = timestamp[:8]  # YYYYMMDD
     scope = f"{day}/{region}/s3/aws4_request"
     encoded = [  # in botocore's order; only the credential and the token have characters to encode
         f"X-Amz-Algorithm={ALGORITHM}",
-        f"X-Amz-Credential={percent_encode(f'{credentials.access_key}/{scope}')}",
+        f"X-Amz-Credential={_encoded(f'{credentials.access_key}/{scope}')}",
         f"X-Amz-Date={timestamp}",
         f"X-Amz-Expires={expires:d}",
         "X-Amz-SignedHeaders=host",
     ]
     if credentials.token is not None:
-        encoded.append(f"X-Amz-Security-Token={percent_encode(credentials.token)}")
+        encoded.append(f"X-Amz-Security-Token={_encoded(credentials.token)}")
     canonical = "\n".join(
         ("GET", path, "&".join(sorted(encoded)), f"host:{host}\n", "host", _UNSIGNED_PAYLOAD)
     )
@@ -52,6 +53,13 @@ def presigned_get(
     key = _signing_key(credentials.secret_key, day, region)
     signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
     return f"{base}?{'&'.join(encoded)}&X-Amz-Signature={signature}"
+
+
+@lru_cache(maxsize=16)
+def _encoded(value: str) -> str:
+    """A credential scope or session token encoded for the query string: the same for hours, and a
+    session token is ~1 KB."""
+    return percent_encode(value)
 
 
 @lru_cache(maxsize=16)
