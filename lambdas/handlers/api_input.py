@@ -128,12 +128,17 @@ def _media_type(event: APIGatewayProxyEvent) -> str:
 def _body(event: APIGatewayProxyEvent) -> bytes:
     """The body's bytes: API Gateway base64-encodes the binary media types it is configured with.
 
-    ``pybase64`` decodes by the standard library's rules (and raises its errors) with SIMD: a 100 KB
-    image's body takes ~0.04 ms instead of ~0.4 ms, a tenth of what the query path may add to a search.
+    ``pybase64`` decodes by the standard library's rules (and raises its errors) with SIMD. What API
+    Gateway sends is strict base64, which its validating decoder reads fastest: a 100 KB image in
+    ~0.01 ms, 4 MB in ~0.4 ms, where the standard library takes ~0.5 and ~20 ms. Anything else is read
+    leniently, as ``base64.b64decode`` would.
     """
     body = event.body or ""
     if event.is_base64_encoded:
-        return pybase64.b64decode(body)
+        try:
+            return pybase64.b64decode(body, validate=True)
+        except binascii.Error:
+            return pybase64.b64decode(body)
     return body.encode("utf-8", "surrogatepass")  # json.loads then names bad UTF-8
 
 
