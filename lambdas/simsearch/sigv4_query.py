@@ -59,7 +59,8 @@ def presigned_get(
 def _encoded(value: str) -> str:
     """A credential scope or session token encoded for the query string: the same for hours, and a
     session token is ~1 KB."""
-    return percent_encode(value)
+    encoded: str = percent_encode(value)
+    return encoded
 
 
 @lru_cache(maxsize=16)
