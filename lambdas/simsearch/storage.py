@@ -12,11 +12,10 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
-import botocore.auth
 from botocore.auth import S3SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
 from botocore.exceptions import BotoCoreError, ClientError
@@ -167,7 +166,7 @@ class GetPresigner:
     the client presigns one probe key per bucket (the endpoint and addressing style it picks; botocore
     derives the signed ``host`` from it), and every later URL is that prefix, the key encoded as botocore
     encodes it, signed by ``simsearch.sigv4_query`` with the client's credentials, fetched per URL as the
-    client does (expiring role credentials refresh), at the time botocore's signers read. The probe is
+    client does (expiring role credentials refresh). The probe is
     checked: signed that way at the instant the client signed it, it must be the client's URL byte for
     byte, signature included, else that bucket keeps the client's way. So does a client that does not
     sign with SigV4 (the query side's ``QUERY_S3`` does).
@@ -254,10 +253,9 @@ class GetPresigner:
 
 
 def _utc_now() -> datetime:
-    """The time botocore's signers read (naive UTC), so a URL signed here and one signed by the client
-    at the same instant are the same URL."""
-    now: datetime = botocore.auth.get_current_datetime()
-    return now
+    """The signing time, naive UTC as botocore's signers read it (the probe signs at the client's own
+    instant instead, read from its URL)."""
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def _stored(bucket: str, key: str, response: Mapping[str, Any], *, size: int) -> StoredObject:

@@ -1,12 +1,13 @@
 """Presigned GETs: the same URLs botocore's ``generate_presigned_url`` makes, without its per-URL cost.
 
 Signing the same request twice differs only in the time, so the URLs are compared with botocore's clock
-held still; no request leaves the machine (presigning is local computation).
+and ours held still; no request leaves the machine (presigning is local computation).
 """
 
 from __future__ import annotations
 
 import datetime
+import time
 from collections.abc import Iterator
 from typing import Any
 from unittest import mock
@@ -18,7 +19,7 @@ import pytest
 from botocore.config import Config
 
 from infra.config import QUERY_RESERVE_S
-from simsearch import bootstrap
+from simsearch import bootstrap, storage
 from simsearch.storage import MAX_URL_LIFETIME_S, REUSED_URLS, GetPresigner, S3ImageStore, reuse_seconds
 
 KEYS = [
@@ -33,7 +34,10 @@ NOW = datetime.datetime(2026, 1, 2, 3, 4, 5)
 
 @pytest.fixture
 def still_clock() -> Iterator[None]:
-    with mock.patch.object(botocore.auth, "get_current_datetime", lambda *_, **__: NOW):
+    with (
+        mock.patch.object(botocore.auth, "get_current_datetime", lambda *_, **__: NOW),
+        mock.patch.object(storage, "_utc_now", lambda: NOW),
+    ):
         yield
 
 
@@ -143,7 +147,10 @@ class Clock:
 @pytest.fixture
 def clock() -> Iterator[Clock]:
     clock = Clock()
-    with mock.patch.object(botocore.auth, "get_current_datetime", clock.datetime):
+    with (
+        mock.patch.object(botocore.auth, "get_current_datetime", clock.datetime),
+        mock.patch.object(storage, "_utc_now", clock.datetime),
+    ):
         yield clock
 
 
@@ -191,3 +198,23 @@ def test_the_query_functions_s3_reads_end_inside_its_reserve() -> None:
     worst = bootstrap.QUERY_S3_REQUESTS * config.retries["total_max_attempts"] * attempt
     assert worst < QUERY_RESERVE_S
     assert config.signature_version == "s3v4"
+
+
+def test_urls_are_signed_at_the_utc_time_the_client_signs_at_whatever_the_local_zone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """AWS refuses a URL dated in the future; a local time instead of UTC would be hours off."""
+    monkeypatch.setenv("TZ", "Asia/Kolkata")  # UTC+05:30
+    time.tzset()
+    try:
+        client = s3()
+        ours = S3ImageStore(client).presigned_get("images", "a.jpg", ttl_seconds=60)
+        made = client.generate_presigned_url("get_object", Params={"Bucket": "images", "Key": "a.jpg"})
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    signed = [
+        datetime.datetime.strptime(dict(parse_qsl(urlsplit(url).query))["X-Amz-Date"], "%Y%m%dT%H%M%SZ")
+        for url in (ours, made)
+    ]
+    assert abs(signed[1] - signed[0]) <= datetime.timedelta(seconds=5)
