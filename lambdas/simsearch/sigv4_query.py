@@ -31,9 +31,10 @@ _UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 def presigned_get(
     *, base: str, path: str, host: str, region: str, credentials: Any, expires: int, now: datetime
 ) -> str:
-    """``base`` + ``path`` (the URL without its query, the key already encoded as the client encodes
-    it; ``path`` is that URL's path) signed for a GET with ``credentials`` (botocore's frozen ones) at
-    ``now`` (UTC), valid ``expires`` seconds, with ``host`` as the signed host header."""
+    """``base``, the object's URL without a query (its key encoded as the client encodes it), signed for
+    a GET with ``credentials`` (botocore's frozen ones) at ``now`` (naive UTC), valid for ``expires``
+    seconds. ``path`` is ``base``'s path and ``host`` the host header it signs, both as botocore
+    derives them."""
     timestamp = now.strftime(TIMESTAMP)
     day = timestamp[:8]  # YYYYMMDD
     scope = f"{day}/{region}/s3/aws4_request"

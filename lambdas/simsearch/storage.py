@@ -147,7 +147,8 @@ def reuse_seconds(ttl_seconds: int) -> int:
 
 @dataclass(frozen=True)
 class _Prefix:
-    """What every presigned GET of one bucket shares: the URL up to the key, and the ``host`` it signs."""
+    """What every presigned GET of one bucket shares: the URL up to the key, that URL's path, and the
+    ``host`` header it signs."""
 
     url: str
     path: str
@@ -166,10 +167,10 @@ class GetPresigner:
     the client presigns one probe key per bucket (the endpoint and addressing style it picks; botocore
     derives the signed ``host`` from it), and every later URL is that prefix, the key encoded as botocore
     encodes it, signed by ``simsearch.sigv4_query`` with the client's credentials, fetched per URL as the
-    client does (expiring role credentials refresh). The probe is
-    checked: signed that way at the instant the client signed it, it must be the client's URL byte for
-    byte, signature included, else that bucket keeps the client's way. So does a client that does not
-    sign with SigV4 (the query side's ``QUERY_S3`` does).
+    client does (expiring role credentials refresh). The probe is checked: signed that way at the
+    instant the client signed it, it must be the client's URL byte for byte, signature included, else
+    that bucket keeps the client's way. So does a client that does not sign with SigV4 (the query side's
+    ``QUERY_S3`` does).
 
     A URL, once signed, is handed out again for a while (``REUSE_SHARE`` of ``ttl_seconds``): it is
     signed to live that much longer, so every URL still has at least ``ttl_seconds`` to live when given.
