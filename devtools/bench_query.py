@@ -464,6 +464,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"as a {args.lambda_memory} MB function: {report['threads']} inference thread(s) on cores "
             f"{report['cores_used']}; the node on cores {node}"
         )
+    elif "real" in modes:
+        print(
+            "every core shared by the embedder and the node: the real mode's difference of medians takes in "
+            "the JVM's work (LAMBDA_MEMORY=2048 keeps the node off the function's core, as in AWS)"
+        )
     print(table(report))
     benchkit.write_report(args.out, report)
     return 0
