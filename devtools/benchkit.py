@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -94,8 +93,13 @@ def opensearch_url(*, heap: str | None = None, cpus: Collection[int] | None = No
         return
     from devtools.opensearch_node import OpenSearchNode, fetch  # model.bench never needs a node
 
-    options: dict[str, Any] = {"cpus": cpus} | ({"heap": heap} if heap is not None else {})
-    with OpenSearchNode(home=fetch(), **options) as running:
+    home = fetch()
+    node = (
+        OpenSearchNode(home=home, cpus=cpus)
+        if heap is None
+        else OpenSearchNode(home=home, heap=heap, cpus=cpus)
+    )
+    with node as running:
         yield running.url
 
 
