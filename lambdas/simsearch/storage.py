@@ -228,10 +228,11 @@ class GetPresigner:
         signed_at = dict(parse_qsl(parts.query)).get("X-Amz-Date", "")
         if not parts.path.endswith(f"/{_PROBE_KEY}") or not signed_at:
             return None
-        url = f"{parts.scheme}://{parts.netloc}{parts.path.removesuffix(_PROBE_KEY)}"
+        path = parts.path.removesuffix(_PROBE_KEY)
+        url = f"{parts.scheme}://{parts.netloc}{path}"
         auth = S3SigV4QueryAuth(credentials, "s3", self._region, expires=60)
         host = auth.headers_to_sign(AWSRequest(method="GET", url=url))["host"]
-        prefix = _Prefix(url=url, path=parts.path.removesuffix(_PROBE_KEY), host=host)
+        prefix = _Prefix(url=url, path=path, host=host)
         now = datetime.strptime(signed_at, sigv4_query.TIMESTAMP)
         return prefix if self._signed(prefix, _PROBE_KEY, 60, credentials, now=now) == made else None
 
